@@ -235,6 +235,11 @@ REASONS: dict[str, Reason] = {
     "request_too_large": Reason(
         413, "The request body is larger than allowed.", _RELAUNCH
     ),
+    "request_malformed": Reason(
+        400,
+        "The request is not a form this route accepts.",
+        "LTI routes take application/x-www-form-urlencoded forms or a query string.",
+    ),
     "method_not_allowed": Reason(
         405, "This LTI route does not take that HTTP method.", _CHECK_REGISTRATION
     ),
@@ -245,7 +250,8 @@ class LaunchError(LTIError):
     """A login or launch was refused.
 
     ``reason`` is a stable code from :data:`REASONS`; ``status`` the HTTP status
-    to answer with; ``detail`` what was expected and what came.
+    to answer with; ``detail`` what was expected and what came. ``issuer``,
+    ``client_id`` and ``deployment_id`` are filled in once they are known.
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -253,6 +259,9 @@ class LaunchError(LTIError):
             raise ValueError(f"unregistered reason code {reason!r}")
         self.reason = reason
         self.detail = detail
+        self.issuer: str | None = None
+        self.client_id: str | None = None
+        self.deployment_id: str | None = None
         super().__init__(f"{reason}: {detail}")
 
     @property

@@ -1,0 +1,48 @@
+"""Command line: ``python -m lti_middleware genkey`` makes a tool key pair."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .keys import DEFAULT_KEY_BITS, generate_key
+
+
+def _genkey(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    if path.exists() and not args.force:
+        print(f"{path} exists; pass --force to replace it", file=sys.stderr)
+        return 2
+
+    key = generate_key(args.bits)
+    # Create the file readable by its owner only before any secret is written.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(key.private_pem())
+    print(f"private key written to {path} (keep it secret)", file=sys.stderr)
+    print(json.dumps(key.public_jwk(), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lti-middleware`` console script."""
+    parser = argparse.ArgumentParser(prog="lti-middleware")
+    commands = parser.add_subparsers(dest="command", required=True)
+    genkey = commands.add_parser(
+        "genkey", help="generate an RSA key pair; print the public JWK"
+    )
+    genkey.add_argument("--out", default="tool-key.pem", help="private key file")
+    genkey.add_argument("--bits", type=int, default=DEFAULT_KEY_BITS)
+    genkey.add_argument("--force", action="store_true", help="replace --out")
+    genkey.set_defaults(run=_genkey)
+
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
