@@ -10,6 +10,7 @@ Every error derives from :class:`LTIError`::
     └── ServiceError               a call to a platform service could not be made
         ├── ScopeNotGrantedError   the launch did not grant the scope the call needs
         ├── TokenRequestError      the token endpoint refused or failed
+        ├── PaginationError        a paged listing looped or passed its page cap
         └── PlatformResponseError  a service endpoint answered with a non-2xx status
 
 Messages say what was expected and what came. They never contain a token, a key,
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigurationError",
     "LTIError",
     "LaunchError",
+    "PaginationError",
     "PlatformAuthError",
     "PlatformResponseError",
     "Reason",
@@ -313,6 +315,10 @@ class ScopeNotGrantedError(ServiceError):
             f"granted {self.granted or 'no scopes'}; enable the service for the "
             "tool on the platform"
         )
+
+
+class PaginationError(ServiceError):
+    """A paged listing looped or exceeded its page cap; no partial result."""
 
 
 class PlatformResponseError(ServiceError):

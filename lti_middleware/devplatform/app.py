@@ -1,0 +1,85 @@
+"""The development platform as a Starlette app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from . import ags, auth, tokens
+from .pages import render_gradebook, render_home
+from .settings import (
+    AGS_PATH,
+    AUTH_PATH,
+    GRADEBOOK_PATH,
+    KEY_SET_PATH,
+    LAUNCH_PATH,
+    STATS_PATH,
+    TOKEN_PATH,
+    PlatformSettings,
+)
+from .state import PlatformState
+from .toolkeys import ToolKeySet
+
+MAX_BODY_BYTES = 64 * 1024
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, PlatformSettings, PlatformState], Awaitable[Response]]
+
+
+def create_platform(
+    settings: PlatformSettings, *, http_client: httpx.AsyncClient | None = None
+) -> Starlette:
+    """Build the platform app for ``settings``.
+
+    ``http_client`` fetches the tool's key set; by default each fetch uses a
+    short-lived client of its own. The app's state is in memory and starts
+    empty; ``app.state.platform`` holds it for inspection.
+    """
+    state = PlatformState()
+    key_set = ToolKeySet(settings.tool_jwks_url, state, client=http_client)
+
+    def bind(handler: Handler) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, settings, state)
+
+        return endpoint
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(render_home(settings))
+
+    async def gradebook(request: Request) -> Response:
+        return HTMLResponse(render_gradebook(settings, state))
+
+    async def key_set_document(request: Request) -> Response:
+        return JSONResponse({"keys": [settings.signing_key.public_jwk()]})
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(state.stats())
+
+    async def token(request: Request) -> Response:
+        return await tokens.issue_token(request, settings, state, key_set)
+
+    line_items = AGS_PATH + "/{context_id}/lineitems"
+    line_item = line_items + "/{line_item_id}/lineitem"
+    routes = [
+        Route("/", home, methods=["GET"]),
+        Route(LAUNCH_PATH, bind(auth.start_login), methods=["GET"]),
+        Route(AUTH_PATH, bind(auth.authorize), methods=["GET", "POST"]),
+        Route(KEY_SET_PATH, key_set_document, methods=["GET"]),
+        Route(TOKEN_PATH, token, methods=["POST"]),
+        Route(line_items, bind(ags.get_line_items), methods=["GET"]),
+        Route(line_item, bind(ags.get_line_item), methods=["GET"]),
+        Route(line_item + "/scores", bind(ags.post_score), methods=["POST"]),
+        Route(GRADEBOOK_PATH, gradebook, methods=["GET"]),
+        Route(STATS_PATH, stats, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, max_body_size=MAX_BODY_BYTES)
+    app.state.platform = state
+    app.state.settings = settings
+
+    return app
