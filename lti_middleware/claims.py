@@ -46,9 +46,7 @@ SCOPE_LINEITEM_READONLY = (
 )
 SCOPE_RESULT_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
 SCOPE_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
-SCOPE_NRPS = (
-    "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
-)
+SCOPE_NRPS = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 
 MEDIA_TYPE_SCORE = "application/vnd.ims.lis.v1.score+json"
 MEDIA_TYPE_LINEITEM = "application/vnd.ims.lis.v2.lineitem+json"

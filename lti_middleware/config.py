@@ -292,7 +292,9 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> ToolConfi
     """
     unknown = sorted(set(data) - {"tool", "platforms", "extra"})
     if unknown:
-        raise ConfigurationError(unknown[0], "unknown section; expected tool, platforms")
+        raise ConfigurationError(
+            unknown[0], "unknown section; expected tool, platforms"
+        )
     tool = data.get("tool")
     if not isinstance(tool, Mapping):
         raise ConfigurationError("tool", "missing [tool] table")

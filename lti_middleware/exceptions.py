@@ -183,9 +183,7 @@ REASONS: dict[str, Reason] = {
         "The id_token's nbf is in the future.",
         "Check the clocks of the platform and the tool (NTP), or raise leeway.",
     ),
-    "token_too_old": Reason(
-        401, "The id_token was issued too long ago.", _RELAUNCH
-    ),
+    "token_too_old": Reason(401, "The id_token was issued too long ago.", _RELAUNCH),
     "token_lifetime_too_long": Reason(
         401,
         "The id_token's lifetime (exp - iat) exceeds the allowed maximum.",

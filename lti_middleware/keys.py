@@ -85,7 +85,9 @@ def load_key(pem: bytes, *, kid: str | None = None, source: str = "key") -> Tool
     try:
         private_key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as error:
-        raise ConfigurationError(source, f"not a readable PEM private key: {error}")
+        raise ConfigurationError(
+            source, f"not a readable PEM private key: {error}"
+        ) from error
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise ConfigurationError(source, "only RSA keys are supported for RS256")
     if private_key.key_size < DEFAULT_KEY_BITS:
@@ -93,7 +95,9 @@ def load_key(pem: bytes, *, kid: str | None = None, source: str = "key") -> Tool
             source, f"RSA key of {private_key.key_size} bits; use at least 2048"
         )
 
-    return ToolKey(kid=kid or thumbprint(private_key.public_key()), private_key=private_key)
+    return ToolKey(
+        kid=kid or thumbprint(private_key.public_key()), private_key=private_key
+    )
 
 
 def load_key_file(path: Path) -> ToolKey:

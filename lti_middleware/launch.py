@@ -188,7 +188,9 @@ class LaunchValidator:
 
         found = await self._nonces.consume(nonce_key(nonce), self._config.nonce_memory)
         if found.status == "used":
-            raise LaunchError("nonce_replayed", "this id_token's nonce was already used")
+            raise LaunchError(
+                "nonce_replayed", "this id_token's nonce was already used"
+            )
         if found.status != "ok" or found.value is None:
             raise LaunchError(
                 "nonce_unknown", "the id_token's nonce was not issued by this tool"

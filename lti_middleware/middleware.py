@@ -183,7 +183,9 @@ class LTIMiddleware:
         await self.nonces.issue(nonce_key(login.record.nonce), login.state, ttl)
         logger.debug("login for %s %s", login.record.issuer, login.record.client_id)
 
-        response = RedirectResponse(login.url, 302, headers={"Cache-Control": "no-store"})
+        response = RedirectResponse(
+            login.url, 302, headers={"Cache-Control": "no-store"}
+        )
         response.set_cookie(
             login.cookie_name,
             login.record.binding,
@@ -290,7 +292,9 @@ class LTIMiddleware:
             user_id=launch.user.id,
         )
 
-    def _accept_deployment(self, registration: Registration, deployment_id: str) -> bool:
+    def _accept_deployment(
+        self, registration: Registration, deployment_id: str
+    ) -> bool:
         decision = self.plugins.hook.lti_accept_deployment(
             registration=registration, deployment_id=deployment_id
         )
@@ -314,7 +318,9 @@ class LTIMiddleware:
                 max_num_fields=MAX_FORM_FIELDS,
             )
         except (UnicodeDecodeError, ValueError) as error:
-            raise LaunchError("request_malformed", f"unreadable form: {error}") from error
+            raise LaunchError(
+                "request_malformed", f"unreadable form: {error}"
+            ) from error
 
         return _single_values(pairs)
 

@@ -119,9 +119,7 @@ class PlatformKeySets:
 
         return self._parse(key_set, kid, jwk, alg)
 
-    async def _refresh(
-        self, url: str, current: _KeySet | None, now: float
-    ) -> _KeySet:
+    async def _refresh(self, url: str, current: _KeySet | None, now: float) -> _KeySet:
         if current is not None:
             if now - current.fetched_at < self._min_refetch_interval:
                 return current

@@ -117,7 +117,9 @@ class FakePlatform:
             if self.key_set_down:
                 raise httpx.ConnectError("platform down", request=request)
             keys = [k.public_jwk() for k in self.published]
-            return httpx.Response(200, json={"keys": keys}, headers=self.key_set_headers)
+            return httpx.Response(
+                200, json={"keys": keys}, headers=self.key_set_headers
+            )
         return httpx.Response(404, text="not found")
 
     def claims(self, nonce: str, /, **overrides: Any) -> dict[str, Any]:
@@ -221,9 +223,7 @@ class ToolClient:
         location = response.headers["location"]
         query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
         name, value = _parse_set_cookie(response.headers["set-cookie"])
-        return Login(
-            query["state"], query["nonce"], name, value, location, query
-        )
+        return Login(query["state"], query["nonce"], name, value, location, query)
 
     async def post_launch(
         self, form: dict[str, str], cookies: dict[str, str] | None = None, **kw: Any
@@ -232,9 +232,7 @@ class ToolClient:
         if cookies:
             headers["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         headers.setdefault("accept", "application/json")
-        response = await self.http.post(
-            "/lti/launch", data=form, headers=headers, **kw
-        )
+        response = await self.http.post("/lti/launch", data=form, headers=headers, **kw)
         self.http.cookies.clear()
         return response
 

@@ -33,9 +33,7 @@ def _hook_names() -> list[str]:
 
 def test_every_hook_is_documented_and_named_lti() -> None:
     manager = build_plugin_manager()
-    specs = [
-        name for name in dir(manager.hook) if not name.startswith("_")
-    ]
+    specs = [name for name in dir(manager.hook) if not name.startswith("_")]
     assert sorted(specs) == sorted(_hook_names())
     for name in _hook_names():
         doc = inspect.getdoc(getattr(hooks, name)) or ""
@@ -48,9 +46,7 @@ def test_every_hook_is_exercised_by_a_test() -> None:
         for p in pathlib.Path(__file__).parent.rglob("*.py")
         if p.name.startswith("test_") or p.name == "conftest.py"
     )
-    untested = [
-        name for name in _hook_names() if f"def {name}(" not in tests
-    ]
+    untested = [name for name in _hook_names() if f"def {name}(" not in tests]
     assert untested == []
 
 

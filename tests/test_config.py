@@ -75,21 +75,34 @@ def test_unset_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     ("change", "key"),
     [
-        (('token_url = "https://sso', 'token_url = "ftp://sso'), "platforms[0].token_url"),
-        (('leeway = 30', 'leeway = 900'), "tool.leeway"),
-        (('leeway = 30', 'leeway = "soon"'), "tool.leeway"),
-        (('leeway = 30', 'colour = "red"'), "tool.colour"),
+        (
+            ('token_url = "https://sso', 'token_url = "ftp://sso'),
+            "platforms[0].token_url",
+        ),
+        (("leeway = 30", "leeway = 900"), "tool.leeway"),
+        (("leeway = 30", 'leeway = "soon"'), "tool.leeway"),
+        (("leeway = 30", 'colour = "red"'), "tool.colour"),
         (('client_id = "6f1e2a4b"', 'client_id = ""'), "platforms[1].client_id"),
-        (('client_id = "6f1e2a4b"', 'client_id = " 6f1e2a4b"'), "platforms[1].client_id"),
-        (('deployment_ids = ["d1", "d2"]', 'deployment_ids = "d1"'),
-         "platforms[1].deployment_ids"),
+        (
+            ('client_id = "6f1e2a4b"', 'client_id = " 6f1e2a4b"'),
+            "platforms[1].client_id",
+        ),
+        (
+            ('deployment_ids = ["d1", "d2"]', 'deployment_ids = "d1"'),
+            "platforms[1].deployment_ids",
+        ),
         (('login_url = "https://tool', 'login_url = "http://tool'), "tool.login_url"),
-        (('launch_url = "https://tool.example.org/lti/launch"',
-          'launch_url = "https://tool.example.org/lti/launch?x=1"'), "tool.launch_url"),
-        (('leeway = 30', 'allowed_algorithms = ["HS256"]'), "tool.allowed_algorithms"),
-        (('leeway = 30', 'allowed_algorithms = ["none"]'), "tool.allowed_algorithms"),
-        (('leeway = 30', 'deployment_policy = "maybe"'), "tool.deployment_policy"),
-        (('leeway = 30', 'login_ttl = 0'), "tool.login_ttl"),
+        (
+            (
+                'launch_url = "https://tool.example.org/lti/launch"',
+                'launch_url = "https://tool.example.org/lti/launch?x=1"',
+            ),
+            "tool.launch_url",
+        ),
+        (("leeway = 30", 'allowed_algorithms = ["HS256"]'), "tool.allowed_algorithms"),
+        (("leeway = 30", 'allowed_algorithms = ["none"]'), "tool.allowed_algorithms"),
+        (("leeway = 30", 'deployment_policy = "maybe"'), "tool.deployment_policy"),
+        (("leeway = 30", "login_ttl = 0"), "tool.login_ttl"),
     ],
 )
 def test_bad_value_fails_naming_the_key(
@@ -103,7 +116,9 @@ def test_bad_value_fails_naming_the_key(
 
 
 def test_missing_platform_key_is_named(tmp_path: Path) -> None:
-    text = TOML.replace('key_set_url = "https://sso.canvaslms.com/api/lti/security/jwks"', "")
+    text = TOML.replace(
+        'key_set_url = "https://sso.canvaslms.com/api/lti/security/jwks"', ""
+    )
     with pytest.raises(ConfigurationError) as error:
         load_config(write(tmp_path, text))
     assert error.value.key == "platforms[0]"

@@ -153,7 +153,9 @@ async def test_state_cookie_with_other_value_is_a_mismatch(
     token = platform.sign(platform.claims(login.nonce))
     cookies = {login.cookie_name: "some-other-value"}
 
-    response = await tool.post_launch({"id_token": token, "state": login.state}, cookies)
+    response = await tool.post_launch(
+        {"id_token": token, "state": login.state}, cookies
+    )
 
     assert_refused(response, "state_mismatch")
 
@@ -398,7 +400,10 @@ async def test_concurrent_replays_let_exactly_one_through(
     tool: ToolClient, platform: FakePlatform
 ) -> None:
     login = await tool.login()
-    form = {"id_token": platform.sign(platform.claims(login.nonce)), "state": login.state}
+    form = {
+        "id_token": platform.sign(platform.claims(login.nonce)),
+        "state": login.state,
+    }
 
     responses = await asyncio.gather(
         *(tool.post_launch(form, login.cookies) for _ in range(10))
@@ -540,7 +545,9 @@ async def test_target_link_uri_equal_to_launch_url_lands_on_landing_url(
 
 
 async def test_launch_route_refuses_get(tool: ToolClient) -> None:
-    response = await tool.http.get("/lti/launch", headers={"accept": "application/json"})
+    response = await tool.http.get(
+        "/lti/launch", headers={"accept": "application/json"}
+    )
     assert_refused(response, "method_not_allowed")
 
 

@@ -85,14 +85,16 @@ async def test_hints_are_echoed_unchanged(tool: ToolClient) -> None:
 
 async def test_message_hint_omitted_when_not_sent(tool: ToolClient) -> None:
     response = await tool.http.get(
-        "/lti/login", params={"iss": ISS, "login_hint": "h", "target_link_uri": TOOL_APP}
+        "/lti/login",
+        params={"iss": ISS, "login_hint": "h", "target_link_uri": TOOL_APP},
     )
     assert "lti_message_hint" not in _location_query(response)
 
 
 async def test_state_cookie_attributes(tool: ToolClient) -> None:
     response = await tool.http.get(
-        "/lti/login", params={"iss": ISS, "login_hint": "h", "target_link_uri": TOOL_APP}
+        "/lti/login",
+        params={"iss": ISS, "login_hint": "h", "target_link_uri": TOOL_APP},
     )
 
     cookie = response.headers["set-cookie"]
@@ -247,6 +249,7 @@ async def test_redirect_uri_comes_from_configuration_not_the_request(
         base_url="http://internal:8080",
     )
     response = await proxied.get(
-        "/lti/login", params={"iss": ISS, "login_hint": "h", "target_link_uri": TOOL_APP}
+        "/lti/login",
+        params={"iss": ISS, "login_hint": "h", "target_link_uri": TOOL_APP},
     )
     assert _location_query(response)["redirect_uri"] == [TOOL_LAUNCH]
