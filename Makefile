@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each one creates
+# the virtual environment in .venv and installs what it needs first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.demo-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[demo]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(PY) -m example_apps.demo $(ARGS)
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest $(ARGS)
+
+lint: $(VENV)/.test-installed
+	$(PY) -m ruff check lti_middleware tests example_apps benchmarks
+	$(PY) -m ruff format --check lti_middleware tests example_apps benchmarks
+	$(PY) -m mypy
+
+bench: $(VENV)/.test-installed
+	$(PY) benchmarks/launch_and_grade.py
+
+clean:
+	rm -rf $(VENV) .demo
