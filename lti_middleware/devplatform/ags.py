@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import claims
-from .forms import media_type
+from .forms import FormError, media_type, read_body
 from .scores import ScoreInvalidError, parse_score
 from .settings import LINE_ITEM_QUERY, TYPE_ID, DevResourceLink, PlatformSettings
 from .state import PlatformState, fingerprint
@@ -171,9 +171,10 @@ async def _read_score_body(request: Request) -> Any:
             "unsupported_media_type",
             f"Content-Type must be {claims.MEDIA_TYPE_SCORE}",
         )
-    body = await request.body()
-    if len(body) > MAX_SCORE_BYTES:
-        raise ServiceRequestError(413, "too_large", "the score document is too large")
+    try:
+        body = await read_body(request, MAX_SCORE_BYTES)
+    except FormError as error:
+        raise ServiceRequestError(413, "too_large", str(error)) from error
     try:
         return json.loads(body)
     except ValueError as error:

@@ -25,8 +25,6 @@ from .settings import (
 from .state import PlatformState
 from .toolkeys import ToolKeySet
 
-MAX_BODY_BYTES = 64 * 1024
-
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, PlatformSettings, PlatformState], Awaitable[Response]]
 
@@ -78,7 +76,7 @@ def create_platform(
         Route(GRADEBOOK_PATH, gradebook, methods=["GET"]),
         Route(STATS_PATH, stats, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, max_body_size=MAX_BODY_BYTES)
+    app = Starlette(routes=routes)
     app.state.platform = state
     app.state.settings = settings
 

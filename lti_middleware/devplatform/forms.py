@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+MAX_BODY_BYTES = 64 * 1024
 
 
 class FormError(Exception):
@@ -18,6 +19,17 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body; raises FormError past ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise FormError(f"the body is larger than {limit} bytes")
+
+    return bytes(body)
+
+
 async def read_form(request: Request) -> dict[str, str]:
     """The urlencoded body of a POST; raises FormError on anything else.
 
@@ -26,7 +38,7 @@ async def read_form(request: Request) -> dict[str, str]:
     if media_type(request) != FORM_MEDIA_TYPE:
         raise FormError(f"expected Content-Type {FORM_MEDIA_TYPE}")
     try:
-        text = (await request.body()).decode("utf-8")
+        text = (await read_body(request)).decode("utf-8")
     except UnicodeDecodeError as error:
         raise FormError("the body is not UTF-8") from error
 
