@@ -89,9 +89,21 @@ class LaunchValidator:
             raise LaunchError("state_missing", "the form has no state field")
 
         record = await self._consume_state(state)
-        self._check_binding(state, record, cookies)
-        registration = self._registration(record)
+        try:
+            self._check_binding(state, record, cookies)
+            registration = self._registration(record)
+            claims = await self._check_token(id_token, registration, record, state)
+        except LaunchError as error:
+            # Name the platform in the refusal, for the admin reading the log.
+            error.issuer, error.client_id = record.issuer, record.client_id
+            error.deployment_id = record.deployment_id
+            raise
 
+        return ValidatedLaunch(registration=registration, claims=claims, state=state)
+
+    async def _check_token(
+        self, id_token: str, registration: Registration, record: LoginRecord, state: str
+    ) -> dict[str, Any]:
         claims = await self._verify_signature(id_token, registration)
         check_issuer_and_audience(claims, registration)
         check_times(claims, self._config, self._clock())
@@ -99,7 +111,7 @@ class LaunchValidator:
         self._check_deployment(claims, registration)
         check_message(claims, record)
 
-        return ValidatedLaunch(registration=registration, claims=claims, state=state)
+        return claims
 
     async def _discard_state(self, state: str) -> None:
         # CASE-03: an error answer still ends the login; its state must not

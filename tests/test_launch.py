@@ -583,3 +583,21 @@ def test_every_reason_code_is_exercised_by_a_test() -> None:
     )
     untested = [reason for reason in REASONS if f'"{reason}"' not in sources]
     assert untested == []
+
+
+async def test_refusal_is_logged_with_the_platform_but_no_token(
+    tool: ToolClient, platform: FakePlatform, caplog: pytest.LogCaptureFixture
+) -> None:
+    login = await tool.login()
+    token = platform.sign(platform.claims(login.nonce, aud="someone-else"))
+
+    with caplog.at_level("WARNING", logger="lti_middleware"):
+        await tool.launch_token(token, login)
+
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(messages) == 1
+    assert "aud_mismatch" in messages[0]
+    assert f"issuer={ISS}" in messages[0] and f"client_id={CLIENT_ID}" in messages[0]
+    assert f"deployment_id={DEPLOYMENT_ID}" in messages[0]
+    assert token not in messages[0] and login.state not in messages[0]
+    assert "Ada" not in messages[0]
