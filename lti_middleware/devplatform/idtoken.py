@@ -15,12 +15,6 @@ from .settings import DevResourceLink, DevUser, PlatformSettings
 
 COURSE_OFFERING = "http://purl.imsglobal.org/vocab/lis/v2/course#CourseOffering"
 PRODUCT_FAMILY_CODE = "lti-middleware-devplatform"
-AGS_SCOPES = (
-    claims.SCOPE_LINEITEM,
-    claims.SCOPE_LINEITEM_READONLY,
-    claims.SCOPE_RESULT_READONLY,
-    claims.SCOPE_SCORE,
-)
 
 
 def build_claims(
@@ -67,7 +61,7 @@ def build_claims(
         },
         claims.CUSTOM: {},
         claims.AGS_ENDPOINT: {
-            "scope": list(AGS_SCOPES),
+            "scope": list(settings.ags_scopes),
             "lineitems": settings.lineitems_url,
             "lineitem": settings.line_item_url(link.line_item_id),
         },

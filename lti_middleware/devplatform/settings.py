@@ -12,7 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
-from ..claims import MEMBERSHIP_ROLE
+from ..claims import (
+    MEMBERSHIP_ROLE,
+    SCOPE_LINEITEM,
+    SCOPE_LINEITEM_READONLY,
+    SCOPE_RESULT_READONLY,
+    SCOPE_SCORE,
+)
 from ..exceptions import ConfigurationError
 from ..keys import ToolKey, generate_key
 
@@ -26,6 +32,14 @@ DEFAULT_HINT_LIFETIME = 600
 #: Moodle's line item URLs carry ``?type_id=<tool type>``; ours do too.
 TYPE_ID = "1"
 LINE_ITEM_QUERY = "type_id=" + TYPE_ID
+
+#: Every AGS scope; a platform may grant a tool fewer.
+AGS_SCOPES = (
+    SCOPE_LINEITEM,
+    SCOPE_LINEITEM_READONLY,
+    SCOPE_RESULT_READONLY,
+    SCOPE_SCORE,
+)
 
 INSTRUCTOR = MEMBERSHIP_ROLE + "Instructor"
 LEARNER = MEMBERSHIP_ROLE + "Learner"
@@ -98,6 +112,7 @@ class PlatformSettings:
     context_title: str = "Development Course"
     platform_name: str = "lti-middleware development platform"
     token_audience: str | None = None
+    ags_scopes: tuple[str, ...] = AGS_SCOPES
     login_method: str = "GET"
     id_token_lifetime: int = DEFAULT_ID_TOKEN_LIFETIME
     access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME
@@ -116,6 +131,10 @@ class PlatformSettings:
             _check_url("tool_redirect_uris", uri)
 
         self._check_course()
+        object.__setattr__(self, "ags_scopes", tuple(self.ags_scopes))
+        unknown = sorted(set(self.ags_scopes) - set(AGS_SCOPES))
+        if unknown:
+            raise ConfigurationError("ags_scopes", f"unknown scope {unknown[0]!r}")
         if self.login_method not in ("GET", "POST"):
             raise ConfigurationError("login_method", "expected 'GET' or 'POST'")
         for name in ("id_token_lifetime", "access_token_lifetime", "hint_lifetime"):

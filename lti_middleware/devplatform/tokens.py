@@ -17,6 +17,7 @@ does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import jwt
@@ -25,7 +26,6 @@ from starlette.responses import JSONResponse
 
 from .. import claims
 from .forms import FormError, read_form
-from .idtoken import AGS_SCOPES
 from .settings import PlatformSettings
 from .state import PlatformState, TokenRequestRecord
 from .toolkeys import KeySetError, ToolKeySet
@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ASSERTION_LIFETIME = 300
 CLOCK_SKEW = 60
-KNOWN_SCOPES = frozenset(AGS_SCOPES)
 # RFC 6749 5.1: token responses must not be cached.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -72,7 +71,7 @@ async def issue_token(
         form = await _read_token_form(request)
         scopes = tuple(s for s in form.get("scope", "").split(" ") if s)
         await verify_assertion(form, settings, state, key_set)
-        granted = check_scopes(form.get("scope", ""))
+        granted = check_scopes(form.get("scope", ""), settings.ags_scopes)
     except TokenRequestError as error:
         logger.info("token request refused: %s", error.error)
         state.token_requests.append(TokenRequestRecord(scopes, False, error.error))
@@ -113,8 +112,8 @@ async def _read_token_form(request: Request) -> dict[str, str]:
     return form
 
 
-def check_scopes(scope: str) -> frozenset[str]:
-    """The requested scopes, each one known; raises ``invalid_scope``.
+def check_scopes(scope: str, allowed: Iterable[str]) -> frozenset[str]:
+    """The requested scopes, each one granted to the tool; else ``invalid_scope``.
 
     RFC 6749 3.3: scopes are separated by single spaces and compared
     exactly, so ``lineitem.readonly`` never implies ``lineitem``.
@@ -124,9 +123,11 @@ def check_scopes(scope: str) -> frozenset[str]:
         raise TokenRequestError(
             "invalid_scope", "scope must be one or more scopes separated by one space"
         )
-    unknown = sorted(set(requested) - KNOWN_SCOPES)
+    unknown = sorted(set(requested) - set(allowed))
     if unknown:
-        raise TokenRequestError("invalid_scope", f"unknown scope {unknown[0]!r}")
+        raise TokenRequestError(
+            "invalid_scope", f"scope {unknown[0]!r} is not granted to this tool"
+        )
 
     return frozenset(requested)
 

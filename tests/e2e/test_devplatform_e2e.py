@@ -403,6 +403,22 @@ def test_platform_refusing_the_token_request_is_a_clear_page(
     assert stats["scores_received"] == 0
 
 
+def test_launch_without_the_score_scope_fails_before_any_request(
+    start: Start, browser: httpx.Client
+) -> None:
+    d = start(ags_scopes=(c.SCOPE_LINEITEM_READONLY,))
+    quiz = launch(browser, d, "learner-1")
+
+    result = browser.post(quiz.action, data=answers(3))
+
+    assert result.status_code == 403
+    assert "the grade was not recorded" in result.text
+    assert "enable grade passback" in result.text
+    stats = d.stats(browser)
+    assert stats["token_requests"] == 0
+    assert stats["scores_received"] == 0
+
+
 def test_unreachable_platform_is_a_clear_page(
     deployment: Deployment, browser: httpx.Client
 ) -> None:
