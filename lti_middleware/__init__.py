@@ -12,6 +12,7 @@ from .exceptions import (
     ScopeNotGrantedError,
     ScoreError,
     ServiceError,
+    StoreError,
     TokenRequestError,
 )
 from .hooks import hookimpl
@@ -38,6 +39,7 @@ __all__ = [
     "ScoreError",
     "ServiceError",
     "StaticKeyProvider",
+    "StoreError",
     "TokenRequestError",
     "ToolConfig",
     "ToolKey",

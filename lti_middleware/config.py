@@ -132,7 +132,8 @@ class ToolConfig:
     for byte as configured, never rebuilt from an incoming request.
     ``landing_url`` is where a launch goes when its ``target_link_uri`` is the
     launch URL itself; by default the root of the launch URL's origin.
-    Durations are in seconds.
+    ``plugin_settings`` holds each plugin's own table (``[plugins.redis]`` in
+    TOML), read by that plugin. Durations are in seconds.
     """
 
     login_url: str
@@ -151,7 +152,7 @@ class ToolConfig:
     deployment_policy: str = "reject"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     user_agent: str = "lti-middleware"
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    plugin_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_url("tool.login_url", self.login_url, allow_query=False)
@@ -182,6 +183,7 @@ class ToolConfig:
             raise ConfigurationError("tool.max_body_bytes", "expected an int >= 1024")
 
         self._check_registrations()
+        self._check_plugin_settings()
         object.__setattr__(
             self, "private_key_files", tuple(Path(p) for p in self.private_key_files)
         )
@@ -198,6 +200,15 @@ class ToolConfig:
                     f"choose from {sorted(SUPPORTED_ALGORITHMS)}",
                 )
         object.__setattr__(self, "allowed_algorithms", algorithms)
+
+    def _check_plugin_settings(self) -> None:
+        settings = dict(self.plugin_settings)
+        for name, table in settings.items():
+            if not isinstance(table, Mapping):
+                raise ConfigurationError(f"plugins.{name}", "expected a table")
+        object.__setattr__(
+            self, "plugin_settings", {k: dict(v) for k, v in settings.items()}
+        )
 
     def _check_registrations(self) -> None:
         registrations = tuple(self.registrations)
@@ -290,10 +301,10 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> ToolConfi
 
     Relative ``private_key_files`` are resolved against ``base_dir``.
     """
-    unknown = sorted(set(data) - {"tool", "platforms", "extra"})
+    unknown = sorted(set(data) - {"tool", "platforms", "plugins"})
     if unknown:
         raise ConfigurationError(
-            unknown[0], "unknown section; expected tool, platforms"
+            unknown[0], "unknown section; expected tool, platforms, plugins"
         )
     tool = data.get("tool")
     if not isinstance(tool, Mapping):
@@ -320,11 +331,17 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path) -> ToolConfi
     try:
         return ToolConfig(
             registrations=tuple(registrations),
-            extra=dict(data.get("extra", {})),
+            plugin_settings=_plugin_tables(data.get("plugins", {})),
             **values,
         )
     except TypeError as error:
         raise ConfigurationError("tool", str(error)) from error
+
+
+def _plugin_tables(data: object) -> dict[str, Mapping[str, Any]]:
+    if not isinstance(data, Mapping):
+        raise ConfigurationError("plugins", "expected [plugins.<name>] tables")
+    return dict(data)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> ToolConfig:

@@ -6,6 +6,7 @@ Every error derives from :class:`LTIError`::
     ├── ConfigurationError         bad settings, raised at start-up
     ├── LaunchError                a login or launch was refused (reason code, status)
     │   └── PlatformAuthError      the platform answered the login with an OIDC error
+    ├── StoreError                 a state, launch or token store cannot be used
     ├── ScoreError                 a score or line item failed local validation
     └── ServiceError               a call to a platform service could not be made
         ├── ScopeNotGrantedError   the launch did not grant the scope the call needs
@@ -33,6 +34,7 @@ __all__ = [
     "ScopeNotGrantedError",
     "ScoreError",
     "ServiceError",
+    "StoreError",
     "TokenRequestError",
 ]
 
@@ -226,6 +228,12 @@ REASONS: dict[str, Reason] = {
         "The id_token's target_link_uri differs from the login's.",
         _RELAUNCH,
     ),
+    "store_unavailable": Reason(
+        503,
+        "The tool's state store is unavailable, so the launch cannot be checked.",
+        "Try again in a moment. Administrators: check the store named in the log "
+        "(for example that Redis is reachable).",
+    ),
     # Requests after the launch.
     "launch_not_found": Reason(
         401,
@@ -290,6 +298,14 @@ class PlatformAuthError(LaunchError):
         if description:
             detail += f": {description}"
         super().__init__("platform_error", detail)
+
+
+class StoreError(LTIError):
+    """A store could not be reached or answered wrongly; names the store.
+
+    Store plugins raise it (``from`` the backend's error) so that the
+    middleware can fail closed with a 503 rather than a 500.
+    """
 
 
 class ScoreError(LTIError, ValueError):

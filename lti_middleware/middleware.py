@@ -29,7 +29,7 @@ from . import claims as c
 from . import defaults, hooks
 from .ags import AGSClient
 from .config import Registration, ToolConfig, load_config
-from .exceptions import ConfigurationError, LaunchError
+from .exceptions import ConfigurationError, LaunchError, StoreError
 from .keys import KeyProvider
 from .launch import LaunchValidator, ValidatedLaunch, nonce_key, state_key
 from .login import LoginRequest, start_login, state_cookie_name
@@ -148,6 +148,11 @@ class LTIMiddleware:
                 await response(scope, receive, send)
                 return
             scope.setdefault("state", {})["lti"] = await self._find_launch(scope)
+        except StoreError as error:
+            # Fail closed: without the store no state, nonce or launch is checked.
+            refusal = LaunchError("store_unavailable", str(error))
+            await self._refuse(refusal, scope)(scope, receive, send)
+            return
         except LaunchError as error:
             await self._refuse(error, scope)(scope, receive, send)
             return

@@ -161,3 +161,15 @@ def test_nonce_memory_covers_every_acceptable_token() -> None:
 
 def test_registration_defaults_name_from_issuer_and_client_id() -> None:
     assert registration().name == f"{ISS} 10000000000042"
+
+
+def test_plugin_tables_reach_the_config(tmp_path: Path) -> None:
+    text = TOML + '\n[plugins.redis]\nurl = "redis://127.0.0.1:6379/0"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.plugin_settings == {"redis": {"url": "redis://127.0.0.1:6379/0"}}
+
+
+def test_plugin_table_must_be_a_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        load_config(write(tmp_path, 'plugins = "redis"\n' + TOML))
+    assert error.value.key == "plugins"

@@ -11,9 +11,10 @@ from starlette.responses import PlainTextResponse
 
 from lti_middleware import LTIMiddleware, hookimpl
 from lti_middleware import claims as c
-from lti_middleware.exceptions import ConfigurationError, LaunchError
+from lti_middleware.exceptions import ConfigurationError, LaunchError, StoreError
 
 from .conftest import (
+    ISS,
     TOOL_APP,
     FakePlatform,
     ToolClient,
@@ -214,3 +215,31 @@ async def test_id_token_is_not_kept_with_the_launch(
     assert stored is not None
     assert token not in stored
     assert jwt.get_unverified_header(token)["kid"] not in stored
+
+
+class BrokenStore:
+    async def issue(self, key: str, value: str, ttl: float) -> None:
+        raise StoreError("nonce store 'broken' is unreachable")
+
+    async def consume(self, key: str, remember_for: float) -> Any:
+        raise StoreError("nonce store 'broken' is unreachable")
+
+
+class BrokenStorePlugin:
+    @hookimpl
+    def lti_nonce_store(self, config: Any) -> BrokenStore:
+        return BrokenStore()
+
+
+async def test_store_failure_fails_closed_with_503(platform: FakePlatform) -> None:
+    tool = make_tool(platform, plugins=(BrokenStorePlugin(),))
+
+    response = await tool.http.get(
+        "/lti/login",
+        params={"iss": ISS, "login_hint": "h", "target_link_uri": TOOL_APP},
+        headers={"accept": "application/json"},
+    )
+
+    body = assert_refused(response, "store_unavailable")
+    assert "broken" in body["detail"]
+    assert "location" not in response.headers
