@@ -243,3 +243,42 @@ async def test_store_failure_fails_closed_with_503(platform: FakePlatform) -> No
     body = assert_refused(response, "store_unavailable")
     assert "broken" in body["detail"]
     assert "location" not in response.headers
+
+
+def test_memory_store_warns_when_several_workers_seem_to_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from .conftest import StoresPlugin
+
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    config = tool_config()
+    keys_only = StoresPlugin(lambda: 0.0)
+    with caplog.at_level("WARNING", logger="lti_middleware"):
+        LTIMiddleware(inner_app(), config=config, plugins=[KeysOnly(keys_only.keys)])
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "WEB_CONCURRENCY is 4" in warnings[0]
+    assert "[plugins.redis]" in warnings[0]
+
+
+def test_memory_store_is_quiet_for_one_worker(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from .conftest import StoresPlugin
+
+    monkeypatch.setenv("WEB_CONCURRENCY", "1")
+    keys = StoresPlugin(lambda: 0.0).keys
+    with caplog.at_level("WARNING", logger="lti_middleware"):
+        LTIMiddleware(inner_app(), config=tool_config(), plugins=[KeysOnly(keys)])
+
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+class KeysOnly:
+    def __init__(self, keys: Any) -> None:
+        self.keys = keys
+
+    @hookimpl
+    def lti_key_provider(self, config: Any) -> Any:
+        return self.keys
