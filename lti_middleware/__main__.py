@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .keys import DEFAULT_KEY_BITS, generate_key
@@ -18,10 +19,19 @@ def _genkey(args: argparse.Namespace) -> int:
         return 2
 
     key = generate_key(args.bits)
-    # Create the file readable by its owner only before any secret is written.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(key.private_pem())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A new file, readable by its owner only before any secret is written,
+    # then renamed over the target: an old file's mode or a symlink there
+    # cannot widen who reads the key.
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".genkey-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(key.private_pem())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     print(f"private key written to {path} (keep it secret)", file=sys.stderr)
     print(json.dumps(key.public_jwk(), indent=2))
     return 0

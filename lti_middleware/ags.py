@@ -84,8 +84,12 @@ def _utc_now() -> datetime:
 def _check_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScoreError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ScoreError(f"{name} must be finite, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise ScoreError(f"{name} must be a finite number, got {str(value)[:40]}")
 
     return value
 
@@ -486,6 +490,22 @@ class AGSClient:
 
         return self._lineitems
 
+    def _check_destination(self, url: str, what: str) -> None:
+        # The access token may post any grade for this client: send it only to
+        # the origins the platform itself named for this launch's services.
+        allowed = {origin_of(u) for u in (self._lineitem, self._lineitems) if u}
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise ServiceError(
+                f"refusing to send an access token for {what}: "
+                "the URL carries credentials"
+            )
+        if origin_of(url) not in allowed:
+            raise ServiceError(
+                f"refusing to send an access token for {what} to {origin_of(url)}: "
+                f"the launch's grade service is at {sorted(allowed) or 'no URL'}"
+            )
+
     async def _request(
         self,
         method: str,
@@ -508,6 +528,7 @@ class AGSClient:
             check_url(what, url)
         except ConfigurationError as error:
             raise ServiceError(f"refusing to send an access token: {error}") from error
+        self._check_destination(url, what)
 
         scope_set = tuple(scopes)
         content = None if json is None else dumps(json, allow_nan=False).encode()

@@ -96,7 +96,6 @@ class LaunchValidator:
         except LaunchError as error:
             # Name the platform in the refusal, for the admin reading the log.
             error.issuer, error.client_id = record.issuer, record.client_id
-            error.deployment_id = record.deployment_id
             raise
 
         return ValidatedLaunch(registration=registration, claims=claims, state=state)
@@ -105,11 +104,17 @@ class LaunchValidator:
         self, id_token: str, registration: Registration, record: LoginRecord, state: str
     ) -> dict[str, Any]:
         claims = await self._verify_signature(id_token, registration)
-        check_issuer_and_audience(claims, registration)
-        check_times(claims, self._config, self._clock())
-        await self._consume_nonce(claims, state)
-        self._check_deployment(claims, registration)
-        check_message(claims, record)
+        try:
+            check_issuer_and_audience(claims, registration)
+            check_times(claims, self._config, self._clock())
+            await self._consume_nonce(claims, state)
+            self._check_deployment(claims, registration)
+            check_message(claims, record)
+        except LaunchError as error:
+            deployment_id = claims.get(c.DEPLOYMENT_ID)
+            if isinstance(deployment_id, str):
+                error.deployment_id = deployment_id
+            raise
 
         return claims
 
@@ -166,7 +171,7 @@ class LaunchValidator:
             )
         try:
             header = jwt.get_unverified_header(id_token)
-        except jwt.PyJWTError as error:
+        except (jwt.PyJWTError, RecursionError) as error:
             raise LaunchError("token_malformed", f"unreadable JWT: {error}") from error
 
         alg = header.get("alg")
@@ -188,7 +193,7 @@ class LaunchValidator:
                 f"signature does not verify with key {kid!r} of "
                 f"{registration.key_set_url}",
             ) from error
-        except jwt.PyJWTError as error:
+        except (jwt.PyJWTError, RecursionError) as error:
             raise LaunchError("token_malformed", f"unreadable JWT: {error}") from error
 
         return _json_object(payload)
@@ -242,7 +247,14 @@ class LaunchValidator:
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         claims = json.loads(payload)
-    except ValueError as error:
+        # A lone surrogate ("\ud800") is valid JSON but not text: it would
+        # crash the app the first time it writes the claim out.
+        json.dumps(claims, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise LaunchError(
+            "token_malformed", "the JWT payload holds invalid Unicode"
+        ) from error
+    except (ValueError, RecursionError) as error:
         raise LaunchError("token_malformed", "the JWT payload is not JSON") from error
     if not isinstance(claims, dict):
         raise LaunchError("token_malformed", "the JWT payload is not a JSON object")
@@ -298,14 +310,14 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-    ):
+    try:
+        seconds = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds):
         raise LaunchError("claim_invalid", f"{name} must be a number of seconds")
 
-    return float(value)
+    return seconds
 
 
 def check_times(claims: Mapping[str, Any], config: ToolConfig, now: float) -> None:

@@ -330,14 +330,15 @@ class LTIMiddleware:
         return _single_values(pairs)
 
     def _refuse(self, error: LaunchError, scope: Scope) -> Response:
+        # Values from requests are escaped, so no one can forge log lines.
         logger.warning(
             "LTI %s refused: %s (issuer=%s client_id=%s deployment_id=%s): %s",
-            scope["path"],
+            loggable(scope["path"]),
             error.reason,
-            error.issuer,
-            error.client_id,
-            error.deployment_id,
-            error.detail,
+            loggable(error.issuer),
+            loggable(error.client_id),
+            loggable(error.deployment_id),
+            loggable(error.detail),
         )
         accept = _header(scope, b"accept")
         custom = self.plugins.hook.lti_error_response(error=error, accept=accept)
@@ -347,13 +348,21 @@ class LTIMiddleware:
         return render_error(error, accept)
 
 
+def loggable(value: object) -> str:
+    """``value`` as one printable line: control characters escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _log_launch(validated: ValidatedLaunch) -> None:
     logger.info(
         "launch accepted: issuer=%s client_id=%s deployment_id=%s message_type=%s",
-        validated.registration.issuer,
-        validated.registration.client_id,
-        validated.claims.get(c.DEPLOYMENT_ID),
-        validated.claims.get(c.MESSAGE_TYPE),
+        loggable(validated.registration.issuer),
+        loggable(validated.registration.client_id),
+        loggable(validated.claims.get(c.DEPLOYMENT_ID)),
+        loggable(validated.claims.get(c.MESSAGE_TYPE)),
     )
 
 

@@ -31,6 +31,7 @@ MIN_REFETCH_INTERVAL = 30.0
 MAX_KEY_SET_BYTES = 256 * 1024
 MAX_KEYS = 100
 FETCH_TIMEOUT = 10.0
+MIN_RSA_BITS = 2048
 
 _KTY_FOR_ALG = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
@@ -69,14 +70,31 @@ def parse_key_set(document: bytes) -> dict[str, dict[str, Any]]:
         raise ValueError("not a JWKS document: no 'keys' array")
 
     keys: dict[str, dict[str, Any]] = {}
+    duplicates: set[str] = set()
     for jwk in data["keys"][:MAX_KEYS]:
         if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
             continue
-        if jwk.get("use", "sig") != "sig":
+        if not _for_signatures(jwk):
             continue
+        if jwk["kid"] in keys:
+            duplicates.add(jwk["kid"])
         keys[jwk["kid"]] = jwk
 
+    # Two keys under one kid: which one signed is a guess, so neither is used.
+    for kid in duplicates:
+        logger.warning("platform key set lists kid %r twice; ignoring it", kid)
+        del keys[kid]
     return keys
+
+
+def _for_signatures(jwk: dict[str, Any]) -> bool:
+    """RFC 7517 4.2 and 4.3: ``use`` and ``key_ops`` may restrict a key."""
+    if jwk.get("use", "sig") != "sig":
+        return False
+    operations = jwk.get("key_ops")
+    return operations is None or (
+        isinstance(operations, list) and "verify" in operations
+    )
 
 
 class PlatformKeySets:
@@ -160,7 +178,7 @@ class PlatformKeySets:
         try:
             body, cache_control = await self._download(url)
             keys = parse_key_set(body)
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx.HTTPError, ValueError, RecursionError) as error:
             logger.warning("platform key set %s unusable: %s", url, error)
             return None
 
@@ -205,10 +223,16 @@ class PlatformKeySets:
             )
         try:
             key = jwt.PyJWK(jwk, algorithm=alg)
-        except jwt.PyJWTError as error:
+        except (jwt.PyJWTError, ValueError) as error:
             raise LaunchError(
                 "signature_invalid", f"key {kid!r} in the platform key set is invalid"
             ) from error
+        size = getattr(key.key, "key_size", MIN_RSA_BITS)
+        if jwk.get("kty") == "RSA" and size < MIN_RSA_BITS:
+            raise LaunchError(
+                "signature_invalid",
+                f"key {kid!r} is RSA with {size} bits; at least {MIN_RSA_BITS} needed",
+            )
 
         key_set.parsed[(kid, alg)] = key
         return key

@@ -329,11 +329,38 @@ async def test_post_score_to_explicit_lineitem(
 ) -> None:
     other = "https://lms.example.edu/api/lti/courses/5/line_items/11"
 
-    await make_client(lineitem=None).post_score(
+    await make_client(lineitem=None, lineitems=LINEITEMS_URL).post_score(
         score_given=1, score_maximum=2, lineitem=other
     )
 
     assert str(platform.service_requests[0].url) == other + "/scores"
+
+
+@pytest.mark.parametrize(
+    "lineitem",
+    [
+        "https://attacker.example/capture",
+        "https://lms.example.edu.attacker.example/line_items/9",
+        "https://user:pw@lms.example.edu/api/lti/courses/5/line_items/9",
+        "https://lms.example.edu:8443/api/lti/courses/5/line_items/9",
+    ],
+)
+async def test_access_token_goes_only_to_the_launchs_service_origin(
+    make_client: Callable[..., AGSClient], platform: FakePlatform, lineitem: str
+) -> None:
+    with pytest.raises(ServiceError, match="refusing to send an access token"):
+        await make_client().post_score(
+            score_given=1, score_maximum=2, lineitem=lineitem
+        )
+
+    assert platform.token_forms == [] and platform.service_requests == []
+
+
+async def test_score_too_large_for_a_float_is_a_score_error(
+    make_client: Callable[..., AGSClient],
+) -> None:
+    with pytest.raises(ScoreError, match="finite"):
+        await make_client().post_score(score_given=10**400, score_maximum=2)
 
 
 async def test_post_score_without_lineitem_says_so(

@@ -131,3 +131,36 @@ def _run(awaitable):  # type: ignore[no-untyped-def]
     import asyncio
 
     return asyncio.run(awaitable)
+
+
+def test_cli_force_replaces_a_readable_file_with_a_private_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "keys" / "nested" / "tool.pem"
+    out.parent.mkdir(parents=True)
+    out.write_text("old")
+    out.chmod(0o644)
+
+    assert main(["genkey", "--out", str(out), "--force"]) == 0
+
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert load_key_file(out).kid == json.loads(capsys.readouterr().out)["kid"]
+    assert [p.name for p in out.parent.iterdir()] == ["tool.pem"]
+
+
+def test_cli_creates_missing_folders(tmp_path: Path) -> None:
+    out = tmp_path / "keys" / "tool.pem"
+    assert main(["genkey", "--out", str(out)]) == 0
+    assert out.exists()
+
+
+def test_cli_does_not_write_through_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("untouched")
+    link = tmp_path / "tool.pem"
+    link.symlink_to(target)
+
+    assert main(["genkey", "--out", str(link), "--force"]) == 0
+
+    assert target.read_text() == "untouched"
+    assert not link.is_symlink()

@@ -601,3 +601,64 @@ async def test_refusal_is_logged_with_the_platform_but_no_token(
     assert f"deployment_id={DEPLOYMENT_ID}" in messages[0]
     assert token not in messages[0] and login.state not in messages[0]
     assert "Ada" not in messages[0]
+
+
+def _signed_raw(platform: FakePlatform, payload: bytes) -> str:
+    key = platform.key
+    return jwt.api_jws.encode(
+        payload, key.private_key, algorithm="RS256", headers={"kid": key.kid}
+    )
+
+
+async def test_integer_too_large_for_a_float_is_claim_invalid(
+    tool: ToolClient, platform: FakePlatform
+) -> None:
+    login = await tool.login()
+    text = json.dumps(platform.claims(login.nonce)).replace(
+        f'"iat": {int(platform.clock())}', '"iat": 1' + "0" * 400
+    )
+    token = _signed_raw(platform, text.encode())
+    assert_refused(await tool.launch_token(token, login), "claim_invalid")
+
+
+async def test_deeply_nested_payload_is_malformed(
+    tool: ToolClient, platform: FakePlatform
+) -> None:
+    login = await tool.login()
+    token = _signed_raw(platform, b'{"a":' + b"[" * 5_000 + b"]" * 5_000 + b"}")
+    assert_refused(await tool.launch_token(token, login), "token_malformed")
+
+
+async def test_lone_surrogate_in_a_claim_is_malformed(
+    tool: ToolClient, platform: FakePlatform
+) -> None:
+    login = await tool.login()
+    text = json.dumps(platform.claims(login.nonce, name="Ada")).replace(
+        '"Ada"', '"Ada\\ud800"'
+    )
+    token = _signed_raw(platform, text.encode())
+    body = assert_refused(await tool.launch_token(token, login), "token_malformed")
+    assert "Unicode" in body["detail"]
+
+
+async def test_values_from_requests_cannot_forge_log_lines(
+    tool: ToolClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "x\nWARNING:lti_middleware:LTI /lti/launch refused: forged"
+    with caplog.at_level("WARNING", logger="lti_middleware"):
+        await tool.post_launch({"error": "login_required", "error_description": forged})
+        login = await tool.login(lti_deployment_id=forged)
+        await tool.launch(login, aud="someone-else")
+
+    for record in caplog.records:
+        assert "\n" not in record.getMessage()
+    assert any("\\nWARNING" in r.getMessage() for r in caplog.records)
+
+
+async def test_refusal_log_names_the_tokens_deployment(
+    tool: ToolClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="lti_middleware.middleware"):
+        await tool.launch(**{c.DEPLOYMENT_ID: "99:evil"})
+
+    assert "deployment_id=99:evil" in caplog.records[-1].getMessage()

@@ -183,3 +183,49 @@ async def test_max_age_from_platform_is_honoured(
     clock.now += 3000
     await sets.key_for(JWKS_URL, platform.key.kid, "RS256")
     assert len(platform.key_set_requests) == 1
+
+
+async def test_duplicate_kid_is_not_used(platform: FakePlatform) -> None:
+    jwk = platform.key.public_jwk()
+    other = cached_key("stranger").public_jwk()
+    other["kid"] = jwk["kid"]
+    platform.extra[JWKS_URL] = httpx.Response(200, json={"keys": [jwk, other]})
+
+    with pytest.raises(LaunchError) as error:
+        await key_sets(platform).key_for(JWKS_URL, platform.key.kid, "RS256")
+    assert error.value.reason == "unknown_kid"
+
+
+async def test_key_limited_to_encryption_by_key_ops_is_not_used(
+    platform: FakePlatform,
+) -> None:
+    jwk: dict[str, object] = dict(platform.key.public_jwk())
+    jwk["key_ops"] = ["encrypt"]
+    platform.extra[JWKS_URL] = httpx.Response(200, json={"keys": [jwk]})
+
+    with pytest.raises(LaunchError) as error:
+        await key_sets(platform).key_for(JWKS_URL, platform.key.kid, "RS256")
+    assert error.value.reason == "unknown_kid"
+
+
+async def test_weak_rsa_key_is_refused(platform: FakePlatform) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    jwk = RSAAlgorithm.to_jwk(weak.public_key(), as_dict=True)
+    jwk["kid"] = "weak"
+    platform.extra[JWKS_URL] = httpx.Response(200, json={"keys": [jwk]})
+
+    with pytest.raises(LaunchError) as error:
+        await key_sets(platform).key_for(JWKS_URL, "weak", "RS256")
+    assert error.value.reason == "signature_invalid"
+    assert "1024 bits" in error.value.detail
+
+
+async def test_deeply_nested_key_set_is_unavailable(platform: FakePlatform) -> None:
+    nested = b'{"keys": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    platform.extra[JWKS_URL] = httpx.Response(200, content=nested)
+    with pytest.raises(LaunchError) as error:
+        await key_sets(platform).key_for(JWKS_URL, "k", "RS256")
+    assert error.value.reason == "key_set_unavailable"
