@@ -116,6 +116,8 @@ class DirectoryKeyProvider:
 class RotatingKeysPlugin:
     """Supplies a DirectoryKeyProvider when ``[plugins.rotating_keys]`` is set."""
 
+    name = "rotating_keys"
+
     @hookimpl
     def lti_key_provider(self, config: ToolConfig) -> DirectoryKeyProvider | None:
         settings: dict[str, Any] = dict(config.plugin_settings.get("rotating_keys", {}))

@@ -53,16 +53,37 @@ Handler = Callable[[Scope, Receive], Awaitable[Response]]
 def build_plugin_manager(
     plugins: Iterable[object] = (), *, load_entry_points: bool = False
 ) -> pluggy.PluginManager:
-    """A plugin manager with our hookspecs, the defaults and ``plugins``."""
+    """A plugin manager with our hookspecs, the defaults and ``plugins``.
+
+    A plugin object with a ``name`` attribute is registered under that name,
+    which is also the name of its settings table (``[plugins.<name>]``);
+    entry-point plugins are registered under their entry point's name.
+    """
     manager = pluggy.PluginManager(hooks.PROJECT_NAME)
     manager.add_hookspecs(hooks)
     manager.register(defaults)
     for plugin in plugins:
-        manager.register(plugin)
+        name = getattr(plugin, "name", None)
+        manager.register(plugin, name=name if isinstance(name, str) else None)
     if load_entry_points:
         manager.load_setuptools_entrypoints(hooks.PROJECT_NAME)
 
     return manager
+
+
+def check_plugin_settings(manager: pluggy.PluginManager, config: ToolConfig) -> None:
+    """Refuse ``[plugins.<name>]`` tables that no registered plugin reads.
+
+    Without this, a Redis table whose plugin was never loaded would leave the
+    tool on in-memory stores without a word.
+    """
+    for name in config.plugin_settings:
+        if not manager.has_plugin(name):
+            raise ConfigurationError(
+                f"plugins.{name}",
+                f"no plugin named {name!r} is registered; pass it in plugins=[...] "
+                "or install it and build the middleware with load_entry_points=True",
+            )
 
 
 def _required(value: Any, hook: str) -> Any:
@@ -95,6 +116,7 @@ class LTIMiddleware:
         self.plugins = build_plugin_manager(
             plugins, load_entry_points=load_entry_points
         )
+        check_plugin_settings(self.plugins, self.config)
         hook = self.plugins.hook
         self.nonces: NonceStore = _required(
             hook.lti_nonce_store(config=self.config), "lti_nonce_store"

@@ -17,6 +17,7 @@ from .conftest import (
     ISS,
     TOOL_APP,
     FakePlatform,
+    StoresPlugin,
     ToolClient,
     cached_key,
     inner_app,
@@ -282,3 +283,14 @@ class KeysOnly:
     @hookimpl
     def lti_key_provider(self, config: Any) -> Any:
         return self.keys
+
+
+def test_settings_table_without_its_plugin_fails_at_start_up() -> None:
+    config = tool_config(plugin_settings={"redis": {"url": "redis://127.0.0.1"}})
+    keys = KeysOnly(StoresPlugin(lambda: 0.0).keys)
+
+    with pytest.raises(ConfigurationError) as error:
+        LTIMiddleware(inner_app(), config=config, plugins=[keys])
+
+    assert error.value.key == "plugins.redis"
+    assert "load_entry_points=True" in str(error.value)
