@@ -13,10 +13,13 @@ $(VENV)/.demo-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[demo]'
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml
+# The example store plugin is its own package: the tests find it through its
+# entry point, as an application would.
+$(VENV)/.test-installed: pyproject.toml example_apps/sqlite_store/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e example_apps/sqlite_store
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
@@ -29,6 +32,7 @@ lint: $(VENV)/.test-installed
 	$(PY) -m ruff check lti_middleware tests example_apps benchmarks
 	$(PY) -m ruff format --check lti_middleware tests example_apps benchmarks
 	$(PY) -m mypy
+	$(PY) -m mypy example_apps/sqlite_store/lti_sqlite_store
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/launch_and_grade.py

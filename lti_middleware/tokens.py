@@ -4,7 +4,9 @@ The tool proves who it is with a signed client assertion and gets back a bearer
 token for a set of scopes. Tokens are cached per registration and scope set
 until shortly before they expire, and concurrent callers that need the same
 token share one request: platforms such as Canvas rate-limit their token
-endpoint. Access tokens and assertions are never logged.
+endpoint. Workers sharing a store also take the store's lock around a request,
+so one asks and the others read its token from the cache. Access tokens and
+assertions are never logged.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ DEFAULT_EXPIRES_IN = 3600.0
 #: at most a tenth of its lifetime.
 MAX_EXPIRY_MARGIN = 60.0
 EXPIRY_MARGIN_FRACTION = 0.1
+#: Seconds the cross-worker token lock lasts if its holder dies mid-request;
+#: longer than a token request's HTTP timeout.
+TOKEN_LOCK_TTL = 30.0
 #: The platform's error body is kept up to this many characters.
 MAX_BODY_CHARS = 4096
 DEFAULT_USER_AGENT = "lti-middleware"
@@ -277,11 +282,21 @@ class AccessTokenClient:
         if cached is not None:
             return cached
 
-        grant = await self._request(registration, scopes)
-        ttl = grant.expires_at - self._clock()
-        if ttl > 0:
-            entry = {"access_token": grant.access_token, "expires_at": grant.expires_at}
-            await self._store.put(key, json.dumps(entry), ttl)
+        # One request across every worker sharing the store: the others wait
+        # for the lock, then find the new token in the cache.
+        async with self._store.lock(key, ttl=TOKEN_LOCK_TTL):
+            cached = await self._cached(key)
+            if cached is not None:
+                return cached
+
+            grant = await self._request(registration, scopes)
+            ttl = grant.expires_at - self._clock()
+            if ttl > 0:
+                entry = {
+                    "access_token": grant.access_token,
+                    "expires_at": grant.expires_at,
+                }
+                await self._store.put(key, json.dumps(entry), ttl)
 
         return grant.access_token
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ from lti_middleware.stores import MemoryAccessTokenStore
 from lti_middleware.tokens import (
     DEFAULT_USER_AGENT,
     MAX_BODY_CHARS,
+    TOKEN_LOCK_TTL,
     AccessTokenClient,
     token_cache_key,
 )
@@ -616,6 +618,71 @@ async def test_shared_store_serves_another_client(
 
     assert seen == ["token-1", "token-1"]
     assert len(endpoint.requests) == 1
+
+
+async def test_two_workers_sharing_a_store_make_one_token_request(
+    key: ToolKey, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    store = MemoryAccessTokenStore()
+    workers = [
+        AccessTokenClient(key_provider=StaticKeyProvider([key]), http=http, store=store)
+        for _ in range(2)
+    ]
+
+    results = await gated(
+        endpoint,
+        [worker.get_token(make_registration(), [SCORE]) for worker in workers * 5],
+    )
+
+    assert results == ["token-1"] * 10
+    assert len(endpoint.requests) == 1
+
+
+class RecordingStore(MemoryAccessTokenStore):
+    """A memory store that notes what happens under its lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str, ttl: float) -> AsyncIterator[None]:
+        self.events.append(f"lock ttl={ttl}")
+        async with super().lock(key, ttl):
+            yield
+        self.events.append("unlock")
+
+    async def get(self, key: str) -> str | None:
+        self.events.append("get")
+        return await super().get(key)
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        self.events.append("put")
+        await super().put(key, value, ttl)
+
+
+async def test_token_is_requested_and_cached_under_the_store_lock(
+    key: ToolKey, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    store = RecordingStore()
+    client = AccessTokenClient(
+        key_provider=StaticKeyProvider([key]), http=http, store=store
+    )
+
+    await client.get_token(make_registration(), [SCORE])
+    await client.get_token(make_registration(), [SCORE])
+
+    # get_token, then _fetch check the cache; under the lock it is checked
+    # again, then filled. The second call is served from the cache.
+    assert store.events == [
+        "get",
+        "get",
+        f"lock ttl={TOKEN_LOCK_TTL}",
+        "get",
+        "put",
+        "unlock",
+        "get",
+    ]
 
 
 async def test_token_request_is_logged_without_secrets(

@@ -2,11 +2,15 @@
 
 Stores do not import pluggy or know about ASGI: a plugin returns an object that
 has these async methods, whether or not it inherits from anything here. Times
-are in seconds. Every store must bound its memory or rely on expiry.
+are in seconds. Every store must bound its memory or rely on expiry. A store
+whose backend cannot be reached or times out raises
+:class:`~lti_middleware.exceptions.StoreError`, so the middleware fails closed.
+:mod:`lti_middleware.testing` holds the contract tests a store must pass.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 ConsumeStatus = Literal["ok", "used", "unknown"]
@@ -56,7 +60,12 @@ class LaunchStore(Protocol):
 
 @runtime_checkable
 class AccessTokenStore(Protocol):
-    """Cache of OAuth2 access tokens, keyed by registration and scope set."""
+    """Cache of OAuth2 access tokens, keyed by registration and scope set.
+
+    Platforms such as Canvas rate-limit their token endpoint, so workers
+    sharing the cache take :meth:`lock` around a token request: one asks, the
+    others find its token in the cache.
+    """
 
     async def get(self, key: str) -> str | None:
         """The cached value, or None when absent or expired."""
@@ -68,4 +77,16 @@ class AccessTokenStore(Protocol):
 
     async def delete(self, key: str) -> None:
         """Drop ``key``, for example after the platform refused the token."""
+        ...
+
+    def lock(self, key: str, ttl: float) -> AbstractAsyncContextManager[None]:
+        """A lock on ``key`` held while one worker requests a token.
+
+        While one holder is inside, other holders of the same key, in any
+        process sharing the store, wait. The lock lapses after ``ttl`` seconds
+        should its holder die. A waiter gives up after a bounded wait and goes
+        on without the lock (logging a warning) rather than block forever: a
+        second token request is better than a stuck worker. A store only one
+        process uses may lock in memory.
+        """
         ...
