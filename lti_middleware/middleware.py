@@ -182,8 +182,12 @@ class LTIMiddleware:
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
-        """Close the HTTP client used for platform calls."""
+        """Close the HTTP client for platform calls and stores that can close."""
         await self.http.aclose()
+        for store in (self.nonces, self.launches, self.tokens.store):
+            close = getattr(store, "aclose", None)
+            if close is not None:
+                await close()
 
     def _closing_on_shutdown(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

@@ -213,6 +213,11 @@ class AccessTokenClient:
         self._flights: dict[str, asyncio.Task[str]] = {}
 
     @property
+    def store(self) -> AccessTokenStore:
+        """Where tokens are cached."""
+        return self._store
+
+    @property
     def user_agent(self) -> str:
         """The User-Agent sent to the platform."""
         return self._user_agent

@@ -16,10 +16,11 @@ This module is also the worked example for plugin writers:
 - The store classes follow the protocols in :mod:`lti_middleware.stores.base`
   without inheriting from them, and pass the contract tests in
   :mod:`lti_middleware.testing`.
-- :data:`plugin` answers the three store hooks when ``[plugins.redis]`` is
-  configured, and returns None otherwise so the in-memory defaults apply.
-- The package declares ``plugin`` in the ``lti_middleware`` entry-point group,
-  so ``LTIMiddleware(app, load_entry_points=True)`` finds it.
+- :data:`lti_middleware.redis_plugin.plugin` answers the three store hooks
+  when ``[plugins.redis]`` is configured, and returns None otherwise so the
+  in-memory defaults apply. The stores themselves know nothing of pluggy.
+- The package declares that plugin in the ``lti_middleware`` entry-point
+  group, so ``LTIMiddleware(app, load_entry_points=True)`` finds it.
 - Every Redis error or timeout is raised as
   :class:`~lti_middleware.exceptions.StoreError` naming the store and the
   server (never the password), so a launch fails closed with a 503.
@@ -42,7 +43,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError, StoreError
-from ..hooks import hookimpl
 from .base import Consumed
 
 if TYPE_CHECKING:
@@ -54,10 +54,8 @@ __all__ = [
     "RedisAccessTokenStore",
     "RedisLaunchStore",
     "RedisNonceStore",
-    "RedisPlugin",
     "RedisSettings",
     "connect",
-    "plugin",
 ]
 
 logger = logging.getLogger(__name__)
@@ -442,52 +440,3 @@ class RedisAccessTokenStore(_RedisStore):
         except StoreError as error:
             # The token is already cached; the lock lapses by its TTL.
             logger.warning("%s", error)
-
-
-class RedisPlugin:
-    """Answers the store hooks when ``[plugins.redis]`` is configured.
-
-    Each hook returns a store with its own client (connecting on first use),
-    or None when the configuration has no ``[plugins.redis]`` table, which
-    leaves the choice to other plugins and the in-memory defaults.
-    """
-
-    @hookimpl
-    def lti_nonce_store(self, config: ToolConfig) -> RedisNonceStore | None:
-        settings = RedisSettings.from_config(config)
-        if settings is None:
-            return None
-        return RedisNonceStore(
-            connect(settings),
-            prefix=settings.prefix,
-            max_value_bytes=settings.max_value_bytes,
-        )
-
-    @hookimpl
-    def lti_launch_store(self, config: ToolConfig) -> RedisLaunchStore | None:
-        settings = RedisSettings.from_config(config)
-        if settings is None:
-            return None
-        return RedisLaunchStore(
-            connect(settings),
-            prefix=settings.prefix,
-            max_value_bytes=settings.max_value_bytes,
-        )
-
-    @hookimpl
-    def lti_access_token_store(
-        self, config: ToolConfig
-    ) -> RedisAccessTokenStore | None:
-        settings = RedisSettings.from_config(config)
-        if settings is None:
-            return None
-        return RedisAccessTokenStore(
-            connect(settings),
-            prefix=settings.prefix,
-            max_value_bytes=settings.max_value_bytes,
-            lock_wait=settings.lock_wait,
-        )
-
-
-#: The plugin object named by the ``redis`` entry point.
-plugin = RedisPlugin()

@@ -92,7 +92,7 @@ async def test_entry_point_finds_the_sqlite_plugin(
 
     assert isinstance(tool.middleware.nonces, SQLiteNonceStore)
     assert isinstance(tool.middleware.launches, SQLiteLaunchStore)
-    assert isinstance(tool.middleware.tokens._store, SQLiteAccessTokenStore)
+    assert isinstance(tool.middleware.tokens.store, SQLiteAccessTokenStore)
 
 
 async def test_launch_through_the_sqlite_plugin_and_its_replay(
