@@ -235,7 +235,10 @@ def create_app(
 
     ``config`` defaults to the TOML file named by ``LTI_MIDDLEWARE_CONFIG``;
     ``middleware_kwargs`` go to :class:`LTIMiddleware` (``plugins``, ``http``).
+    Installed plugins are loaded, so a ``[plugins.redis]`` table in the
+    configuration is all it takes to run several workers on Redis.
     """
+    middleware_kwargs.setdefault("load_entry_points", True)
     app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
