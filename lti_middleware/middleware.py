@@ -98,7 +98,9 @@ class LTIMiddleware:
     ``config`` defaults to the TOML file named by ``LTI_MIDDLEWARE_CONFIG``.
     ``plugins`` are registered with this middleware's own plugin manager;
     ``load_entry_points`` also loads the ``lti_middleware`` entry-point group.
-    ``http`` is the client for platform calls (key sets, tokens, services).
+    ``http`` is the client for platform calls (key sets, tokens, services);
+    the middleware closes it, and its stores, at lifespan shutdown or
+    :meth:`aclose`.
     """
 
     def __init__(
