@@ -36,6 +36,7 @@ lint: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/launch_and_grade.py
+	$(PY) benchmarks/stores_and_workers.py
 
 clean:
 	rm -rf $(VENV) .demo

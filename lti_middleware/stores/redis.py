@@ -10,6 +10,8 @@ in the TOML configuration::
     connect_timeout = 2.0              # seconds a connection may take
     max_value_bytes = 1048576          # larger values are refused
     lock_wait = 10.0                   # seconds a token-lock waiter waits
+    max_connections = 50               # per store and process
+    pool_timeout = 5.0                 # seconds a request waits for a connection
 
 This module is also the worked example for plugin writers:
 
@@ -67,6 +69,8 @@ DEFAULT_SOCKET_TIMEOUT = 2.0
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 DEFAULT_LOCK_WAIT = 10.0
+DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_POOL_TIMEOUT = 5.0
 #: Longer keys are never written, so reading one finds nothing.
 MAX_KEY_CHARS = 1024
 #: A command that fails on a dropped connection is sent once more.
@@ -113,6 +117,8 @@ class RedisSettings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     lock_wait: float = DEFAULT_LOCK_WAIT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -123,6 +129,10 @@ class RedisSettings:
         for name in ("socket_timeout", "connect_timeout"):
             _check_number(name, getattr(self, name), low=0.01, high=60.0)
         _check_number("lock_wait", self.lock_wait, low=0.0, high=300.0)
+        _check_number("pool_timeout", self.pool_timeout, low=0.01, high=60.0)
+        count = self.max_connections
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise _setting_error("max_connections", "expected an int >= 1")
         size = self.max_value_bytes
         if isinstance(size, bool) or not isinstance(size, int) or size < 1024:
             raise _setting_error("max_value_bytes", "expected an int >= 1024")
@@ -195,7 +205,7 @@ def connect(settings: RedisSettings) -> Redis:
     Raises ConfigurationError when the ``redis`` package is not installed.
     """
     try:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import EqualJitterBackoff
     except ImportError as error:
@@ -203,13 +213,18 @@ def connect(settings: RedisSettings) -> Redis:
             "url", "the redis package is missing: pip install 'lti-middleware[redis]'"
         ) from error
 
-    client: Redis = Redis.from_url(
+    # A blocking pool: under a burst, requests wait up to pool_timeout for a
+    # free connection instead of failing at once when the pool is full.
+    pool = BlockingConnectionPool.from_url(
         settings.url,
+        max_connections=settings.max_connections,
+        timeout=settings.pool_timeout,
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.connect_timeout,
         decode_responses=True,
         retry=Retry(EqualJitterBackoff(cap=0.2, base=0.02), RETRIES),
     )
+    client: Redis = Redis.from_pool(pool)
     return client
 
 

@@ -323,6 +323,20 @@ async def test_two_workers_on_redis_make_one_token_request(
     assert len(endpoint.requests) == 1
 
 
+async def test_a_burst_beyond_the_pool_waits_for_connections(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # More concurrent requests than connections: they queue, none fails.
+    settings = RedisSettings(url=redis_url, prefix=redis_prefix, max_connections=3)
+    store = RedisLaunchStore(connect(settings), prefix=settings.prefix)
+    await store.save("burst", "data", 60)
+
+    loaded = await asyncio.gather(*(store.load("burst") for _ in range(300)))
+    await store.aclose()
+
+    assert loaded == ["data"] * 300
+
+
 @pytest.mark.parametrize(
     ("table", "key"),
     [
@@ -336,6 +350,14 @@ async def test_two_workers_on_redis_make_one_token_request(
         ({"url": "redis://127.0.0.1", "connect_timeout": "2"}, "plugins.redis."),
         ({"url": "redis://127.0.0.1", "max_value_bytes": 10}, "plugins.redis."),
         ({"url": "redis://127.0.0.1", "lock_wait": -1}, "plugins.redis.lock_wait"),
+        (
+            {"url": "redis://127.0.0.1", "max_connections": 0},
+            "plugins.redis.max_connections",
+        ),
+        (
+            {"url": "redis://127.0.0.1", "pool_timeout": 0},
+            "plugins.redis.pool_timeout",
+        ),
     ],
 )
 def test_bad_settings_name_the_key(table: dict[str, Any], key: str) -> None:
