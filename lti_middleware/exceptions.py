@@ -304,8 +304,14 @@ class StoreError(LTIError):
     """A store could not be reached or answered wrongly; names the store.
 
     Store plugins raise it (``from`` the backend's error) so that the
-    middleware can fail closed with a 503 rather than a 500.
+    middleware can fail closed with a 503 rather than a 500. ``store`` is a
+    short public name ("redis nonce store"); the message, which may name the
+    server, goes to the log only.
     """
+
+    def __init__(self, message: str, *, store: str = "state store") -> None:
+        self.store = store
+        super().__init__(message)
 
 
 class ScoreError(LTIError, ValueError):

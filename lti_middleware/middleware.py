@@ -173,8 +173,7 @@ class LTIMiddleware:
                 return
             scope.setdefault("state", {})["lti"] = await self._find_launch(scope)
         except StoreError as error:
-            # Fail closed: without the store no state, nonce or launch is checked.
-            refusal = LaunchError("store_unavailable", str(error))
+            refusal = store_unavailable(error, scope["path"])
             await self._refuse(refusal, scope)(scope, receive, send)
             return
         except LaunchError as error:
@@ -212,8 +211,14 @@ class LTIMiddleware:
 
         login = start_login(LoginRequest.from_params(params), self.config)
         ttl = self.config.login_ttl
-        await self.nonces.issue(state_key(login.state), login.record.to_json(), ttl)
-        await self.nonces.issue(nonce_key(login.record.nonce), login.state, ttl)
+        try:
+            await self.nonces.issue(state_key(login.state), login.record.to_json(), ttl)
+            await self.nonces.issue(nonce_key(login.record.nonce), login.state, ttl)
+        except StoreError as error:
+            refusal = store_unavailable(error, scope["path"])
+            refusal.issuer = login.record.issuer
+            refusal.client_id = login.record.client_id
+            raise refusal from error
         logger.debug("login for %s %s", login.record.issuer, login.record.client_id)
 
         response = RedirectResponse(
@@ -374,6 +379,20 @@ class LTIMiddleware:
             response: Response = custom
             return response
         return render_error(error, accept)
+
+
+def store_unavailable(error: StoreError, path: str) -> LaunchError:
+    """The refusal for a failed store: fail closed, details to the log only.
+
+    Without the store no state, nonce or launch can be checked, so nothing
+    is accepted. The store's own message may name its server; it is logged
+    here and the person sees only which store failed.
+    """
+    logger.error("LTI %s: %s", loggable(path), loggable(error))
+    return LaunchError(
+        "store_unavailable",
+        f"the tool's {error.store} is unavailable (details are in the tool's log)",
+    )
 
 
 def loggable(value: object) -> str:

@@ -21,10 +21,12 @@ def several_workers_sign() -> str | None:
     if concurrency.isdigit() and int(concurrency) > 1:
         return f"WEB_CONCURRENCY is {concurrency}"
 
-    if multiprocessing.parent_process() is not None:
+    parent = _parent_command()
+    # uvicorn's reloader also spawns its one server through multiprocessing.
+    reloading = "--reload" in parent
+    if multiprocessing.parent_process() is not None and not reloading:
         return "this process was spawned by a worker manager (uvicorn --workers)"
 
-    parent = _parent_command()
     if parent and any(server in parent for server in _MULTI_WORKER_SERVERS):
         if "--workers" in parent or " -w " in f" {parent} ":
             return f"the parent process runs {parent[:120]!r}"

@@ -242,7 +242,8 @@ async def test_store_failure_fails_closed_with_503(platform: FakePlatform) -> No
     )
 
     body = assert_refused(response, "store_unavailable")
-    assert "broken" in body["detail"]
+    assert "state store is unavailable" in body["detail"]
+    assert "broken" not in response.text
     assert "location" not in response.headers
 
 

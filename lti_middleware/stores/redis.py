@@ -281,20 +281,24 @@ class _RedisStore:
         if len(key) > MAX_KEY_CHARS:
             raise StoreError(
                 f"{self._label}: a key of {len(key)} characters is above the "
-                f"limit of {MAX_KEY_CHARS}"
+                f"limit of {MAX_KEY_CHARS}",
+                store=self._label,
             )
         size = len(value.encode("utf-8"))
         if size > self._max_value_bytes:
             raise StoreError(
                 f"{self._label}: a value of {size} bytes is above the limit of "
-                f"{self._max_value_bytes} (max_value_bytes)"
+                f"{self._max_value_bytes} (max_value_bytes)",
+                store=self._label,
             )
 
     async def _run(self, command: str, call: Awaitable[T]) -> T:
         try:
             return await call
         except self._errors as error:
-            raise StoreError(self._failure(command, error)) from error
+            raise StoreError(
+                self._failure(command, error), store=self._label
+            ) from error
 
     def _failure(self, command: str, error: Exception) -> str:
         text = str(error)[:200]

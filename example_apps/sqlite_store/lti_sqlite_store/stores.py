@@ -74,7 +74,8 @@ class _SQLiteStore:
             return await asyncio.to_thread(self._with_connection, work)
         except sqlite3.Error as error:
             raise StoreError(
-                f"{self._label} at {self._path}: {what} failed: {error}"
+                f"{self._label} at {self._path}: {what} failed: {error}",
+                store=self._label,
             ) from error
 
     def _with_connection(self, work: Callable[[sqlite3.Connection], T]) -> T:
