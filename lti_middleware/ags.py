@@ -13,12 +13,11 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from json import dumps
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -30,15 +29,13 @@ from .claims import (
     SCOPE_LINEITEM_READONLY,
     SCOPE_SCORE,
 )
-from .config import Registration, check_url, origin_of
+from .config import Registration, origin_of
 from .exceptions import (
-    ConfigurationError,
-    PaginationError,
-    PlatformResponseError,
     ScopeNotGrantedError,
     ScoreError,
     ServiceError,
 )
+from .services import ServiceSession, unexpected
 from .tokens import AccessTokenClient
 
 __all__ = [
@@ -50,11 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The platform's error body is kept up to this many characters.
-MAX_BODY_CHARS = 4096
-#: Line item pages followed at most, in case a platform's next links loop.
-MAX_PAGES = 100
 
 
 class ActivityProgress(enum.StrEnum):
@@ -286,10 +278,14 @@ class AGSClient:
         self._scopes = _granted_scopes(endpoint.get("scope"))
         self._lineitem = _url_or_none(endpoint.get("lineitem"))
         self._lineitems = _url_or_none(endpoint.get("lineitems"))
-        self._registration = registration
-        self._tokens = tokens
-        self._http = http
         self._user_id = user_id
+        self._session = ServiceSession(
+            registration=registration,
+            tokens=tokens,
+            http=http,
+            origins={origin_of(u) for u in (self._lineitem, self._lineitems) if u},
+            service="grade service",
+        )
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -359,13 +355,12 @@ class AGSClient:
             extensions=extensions or {},
         )
 
-        return await self._request(
+        return await self._session.request(
             "POST",
             scores_url(target),
             scopes=(scope,),
             content_type=MEDIA_TYPE_SCORE,
             json=score.to_json(),
-            accept=None,
             what="score post",
         )
 
@@ -391,33 +386,16 @@ class AGSClient:
             "tag": tag,
             "limit": None if limit is None else str(limit),
         }
-        url: str | None = _with_query(
+        url = _with_query(
             container, {name: value for name, value in filters.items() if value}
         )
 
         items: list[dict[str, Any]] = []
-        visited: set[str] = set()
-        while url is not None:
-            # CASE-17: a loop or an endless listing must not end in a silent
-            # partial result, which callers would take for the whole.
-            if url in visited or len(visited) >= MAX_PAGES:
-                raise PaginationError(
-                    f"line item listing stopped at {url!r} after {len(visited)} "
-                    f"pages ({'a next link loops' if url in visited else 'page cap'}"
-                    f" {MAX_PAGES}); the result would be incomplete"
-                )
-            visited.add(url)
-            response = await self._request(
-                "GET",
-                url,
-                scopes=(scope,),
-                content_type=None,
-                json=None,
-                accept=MEDIA_TYPE_LINEITEMS,
-                what="line item listing",
-            )
-            items.extend(self._read_items(url, response))
-            url = self._next_page(container, url, response)
+        pages = self._session.pages(
+            url, scopes=(scope,), accept=MEDIA_TYPE_LINEITEMS, what="line item listing"
+        )
+        async for response in pages:
+            items.extend(self._read_items(response))
 
         return items
 
@@ -457,7 +435,7 @@ class AGSClient:
             end = _check_time("end_date_time", end_date_time)
             item["endDateTime"] = format_timestamp(end)
 
-        response = await self._request(
+        response = await self._session.request(
             "POST",
             container,
             scopes=(scope,),
@@ -467,9 +445,9 @@ class AGSClient:
             what="line item creation",
         )
         what = "line item creation (expected a line item object)"
-        created = self._read_json(container, response, what)
+        created = self._session.read_json(container, response, what)
         if not isinstance(created, dict):
-            raise self._unexpected(container, response, what)
+            raise unexpected(container, response, what)
 
         return created
 
@@ -490,139 +468,11 @@ class AGSClient:
 
         return self._lineitems
 
-    def _check_destination(self, url: str, what: str) -> None:
-        # The access token may post any grade for this client: send it only to
-        # the origins the platform itself named for this launch's services.
-        allowed = {origin_of(u) for u in (self._lineitem, self._lineitems) if u}
-        parts = urlsplit(url)
-        if parts.username is not None or parts.password is not None:
-            raise ServiceError(
-                f"refusing to send an access token for {what}: "
-                "the URL carries credentials"
-            )
-        if origin_of(url) not in allowed:
-            raise ServiceError(
-                f"refusing to send an access token for {what} to {origin_of(url)}: "
-                f"the launch's grade service is at {sorted(allowed) or 'no URL'}"
-            )
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        scopes: Iterable[str],
-        content_type: str | None,
-        json: Any,
-        accept: str | None,
-        what: str = "AGS request",
-    ) -> httpx.Response:
-        """Send one authenticated AGS request and return its 2xx response.
-
-        The access token is for exactly ``scopes``. A 401 drops the token and
-        the request is tried once more with a new one. Raises ServiceError
-        when the URL is not https (http only for localhost) or the request
-        cannot be sent, and PlatformResponseError on any other non-2xx.
-        """
-        try:
-            check_url(what, url)
-        except ConfigurationError as error:
-            raise ServiceError(f"refusing to send an access token: {error}") from error
-        self._check_destination(url, what)
-
-        scope_set = tuple(scopes)
-        content = None if json is None else dumps(json, allow_nan=False).encode()
-        for attempt in (1, 2):
-            token = await self._tokens.get_token(self._registration, scope_set)
-            response = await self._send(
-                method, url, token, content, content_type, accept
-            )
-            if response.status_code != 401 or attempt == 2:
-                break
-
-            # The platform may have revoked the token early; fetch another.
-            logger.info(
-                "%s %s answered 401; retrying with a new token", method, _where(url)
-            )
-            await self._tokens.invalidate(self._registration, scope_set, token)
-
-        if not response.is_success:
-            raise PlatformResponseError(
-                method=method,
-                url=url,
-                status=response.status_code,
-                body=response.text[:MAX_BODY_CHARS],
-                what=what,
-            )
-
-        return response
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        token: str,
-        content: bytes | None,
-        content_type: str | None,
-        accept: str | None,
-    ) -> httpx.Response:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "User-Agent": self._tokens.user_agent,
-        }
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        if accept is not None:
-            headers["Accept"] = accept
-
-        logger.info("%s %s", method, _where(url))
-        try:
-            return await self._http.request(
-                method, url, content=content, headers=headers
-            )
-        except httpx.HTTPError as error:
-            raise ServiceError(
-                f"{method} {url} could not be sent: {type(error).__name__}: {error}"
-            ) from error
-
-    def _read_json(self, url: str, response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise self._unexpected(url, response, what) from None
-
-    def _read_items(self, url: str, response: httpx.Response) -> list[dict[str, Any]]:
+    def _read_items(self, response: httpx.Response) -> list[dict[str, Any]]:
+        url = str(response.request.url)
         what = "line item listing (expected a JSON array of line items)"
-        page = self._read_json(url, response, what)
+        page = self._session.read_json(url, response, what)
         if not isinstance(page, list) or not all(isinstance(i, dict) for i in page):
-            raise self._unexpected(url, response, what)
+            raise unexpected(url, response, what)
 
         return page
-
-    @staticmethod
-    def _next_page(container: str, url: str, response: httpx.Response) -> str | None:
-        link = response.links.get("next", {}).get("url")
-        if not link:
-            return None
-
-        # The next URL gets our access token: keep it on the platform's origin.
-        absolute = urljoin(url, link)
-        if origin_of(absolute) != origin_of(container):
-            raise ServiceError(
-                f"the platform's next page {absolute!r} is not on the origin of "
-                f"{container!r}; not following it"
-            )
-
-        return absolute
-
-    @staticmethod
-    def _unexpected(
-        url: str, response: httpx.Response, what: str
-    ) -> PlatformResponseError:
-        return PlatformResponseError(
-            method=response.request.method,
-            url=url,
-            status=response.status_code,
-            body=response.text[:MAX_BODY_CHARS],
-            what=what,
-        )

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from lti_middleware.ags import (
-    MAX_PAGES,
     ActivityProgress,
     AGSClient,
     GradingProgress,
@@ -31,6 +30,7 @@ from lti_middleware.exceptions import (
     ServiceError,
 )
 from lti_middleware.keys import StaticKeyProvider, ToolKey, generate_key
+from lti_middleware.services import MAX_PAGES
 from lti_middleware.tokens import AccessTokenClient
 
 TOKEN_URL = "https://lms.example.edu/login/oauth2/token"
@@ -449,7 +449,7 @@ async def test_service_call_is_logged_without_token(
     await make_client().post_score(score_given=1, score_maximum=2)
 
     messages = [
-        r.getMessage() for r in caplog.records if r.name == "lti_middleware.ags"
+        r.getMessage() for r in caplog.records if r.name == "lti_middleware.services"
     ]
     assert messages == ["POST lms.example.edu/api/lti/courses/5/line_items/9/scores"]
     assert all("access-1" not in r.getMessage() for r in caplog.records)
@@ -568,7 +568,7 @@ async def test_list_lineitems_refuses_next_link_to_other_origin(
     )
     ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL)
 
-    with pytest.raises(ServiceError, match="not on the origin"):
+    with pytest.raises(ServiceError, match="refusing to send an access token"):
         await ags.get_lineitems()
 
     assert len(platform.service_requests) == 1

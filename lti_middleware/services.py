@@ -1,0 +1,210 @@
+"""Authenticated calls to a platform's services, shared by AGS and NRPS.
+
+A :class:`ServiceSession` sends requests with access tokens from an
+:class:`~lti_middleware.tokens.AccessTokenClient` (never the id_token), only
+to the origins the launch named for the service, retries once on a 401 with a
+fresh token, and follows paged containers through their ``Link: rel="next"``
+headers without ever returning a silently partial list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from json import dumps
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from .config import Registration, check_url, origin_of
+from .exceptions import (
+    ConfigurationError,
+    PaginationError,
+    PlatformResponseError,
+    ServiceError,
+)
+from .tokens import AccessTokenClient
+
+logger = logging.getLogger(__name__)
+
+#: The platform's error body is kept up to this many characters.
+MAX_BODY_CHARS = 4096
+#: Pages followed at most in one listing.
+MAX_PAGES = 100
+
+
+def where(url: str) -> str:
+    """Host and path of ``url``, for logs (no query: it may carry ids)."""
+    parts = urlsplit(url)
+    return parts.netloc + parts.path
+
+
+def unexpected(url: str, response: httpx.Response, what: str) -> PlatformResponseError:
+    """The error for a 2xx answer whose body is not what the spec promises."""
+    return PlatformResponseError(
+        method=response.request.method,
+        url=url,
+        status=response.status_code,
+        body=response.text[:MAX_BODY_CHARS],
+        what=what,
+    )
+
+
+class ServiceSession:
+    """Requests to one launch's service endpoints, with access tokens.
+
+    ``origins`` are the only origins an access token is sent to: those of the
+    service URLs in the launch's claim. ``service`` names the service in
+    errors ("grade service", "roster service").
+    """
+
+    def __init__(
+        self,
+        *,
+        registration: Registration,
+        tokens: AccessTokenClient,
+        http: httpx.AsyncClient,
+        origins: Iterable[str],
+        service: str,
+    ) -> None:
+        self._registration = registration
+        self._tokens = tokens
+        self._http = http
+        self._origins = frozenset(origins)
+        self._service = service
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: Iterable[str],
+        what: str,
+        content_type: str | None = None,
+        json: Any = None,
+        accept: str | None = None,
+    ) -> httpx.Response:
+        """Send one authenticated request and return its 2xx response.
+
+        The access token is for exactly ``scopes``. A 401 drops the token and
+        the request is tried once more with a new one. Raises ServiceError
+        when the URL is not allowed or the request cannot be sent, and
+        PlatformResponseError on any other non-2xx answer.
+        """
+        self._check_destination(url, what)
+        scope_set = tuple(scopes)
+        content = None if json is None else dumps(json, allow_nan=False).encode()
+
+        for attempt in (1, 2):
+            token = await self._tokens.get_token(self._registration, scope_set)
+            response = await self._send(
+                method, url, token, content, content_type, accept
+            )
+            if response.status_code != 401 or attempt == 2:
+                break
+            # The platform may have revoked the token early; fetch another.
+            logger.info(
+                "%s %s answered 401; retrying with a new token", method, where(url)
+            )
+            await self._tokens.invalidate(self._registration, scope_set, token)
+
+        if not response.is_success:
+            raise PlatformResponseError(
+                method=method,
+                url=url,
+                status=response.status_code,
+                body=response.text[:MAX_BODY_CHARS],
+                what=what,
+            )
+        return response
+
+    async def pages(
+        self, url: str, *, scopes: Iterable[str], accept: str, what: str
+    ) -> AsyncIterator[httpx.Response]:
+        """Every page of a paged container, first to last.
+
+        Follows ``Link: <url>; rel="next"`` exactly as given. A next link
+        already visited, or more than MAX_PAGES pages, raises PaginationError:
+        a partial listing would be taken for the whole.
+        """
+        visited: set[str] = set()
+        next_url: str | None = url
+        while next_url is not None:
+            if next_url in visited or len(visited) >= MAX_PAGES:
+                looped = next_url in visited
+                raise PaginationError(
+                    f"{what} stopped at {next_url!r} after {len(visited)} pages "
+                    f"({'a next link loops' if looped else f'page cap {MAX_PAGES}'}); "
+                    "the result would be incomplete"
+                )
+            visited.add(next_url)
+
+            response = await self.request(
+                "GET", next_url, scopes=scopes, accept=accept, what=what
+            )
+            yield response
+            next_url = self.link(response, "next", next_url)
+
+    def link(self, response: httpx.Response, rel: str, base: str) -> str | None:
+        """The ``rel`` link of ``response`` as an absolute URL, or None."""
+        target = response.links.get(rel, {}).get("url")
+        if not target:
+            return None
+
+        return urljoin(base, target)
+
+    def read_json(self, url: str, response: httpx.Response, what: str) -> Any:
+        """The response's JSON body; PlatformResponseError when it is not JSON."""
+        try:
+            return response.json()
+        except ValueError:
+            raise unexpected(url, response, what) from None
+
+    def _check_destination(self, url: str, what: str) -> None:
+        try:
+            check_url(what, url)
+        except ConfigurationError as error:
+            raise ServiceError(f"refusing to send an access token: {error}") from error
+
+        # The access token acts for the whole client: send it only to the
+        # origins the platform itself named for this launch's service.
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise ServiceError(
+                f"refusing to send an access token for {what}: "
+                "the URL carries credentials"
+            )
+        if origin_of(url) not in self._origins:
+            raise ServiceError(
+                f"refusing to send an access token for {what} to {origin_of(url)}: "
+                f"the launch's {self._service} is at {sorted(self._origins) or 'no URL'}"
+            )
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        content: bytes | None,
+        content_type: str | None,
+        accept: str | None,
+    ) -> httpx.Response:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": self._tokens.user_agent,
+        }
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        if accept is not None:
+            headers["Accept"] = accept
+
+        logger.info("%s %s", method, where(url))
+        try:
+            return await self._http.request(
+                method, url, content=content, headers=headers
+            )
+        except httpx.HTTPError as error:
+            raise ServiceError(
+                f"{method} {url} could not be sent: {type(error).__name__}: {error}"
+            ) from error
