@@ -3,10 +3,12 @@
 The worked example for writing a key provider. Drop a new PEM key into the
 directory (``python -m lti_middleware genkey --out keys/2027-01.pem``) and:
 
-- it is published and signs from the next rescan on (the newest key signs);
-- the key it replaces stays published for ``grace_period`` seconds, so a
-  platform that cached our key set can still verify what the old key signed
-  and has time to refetch; after that it is retired: no longer published;
+- it is published from the next rescan on, but signs only once it is
+  ``activation_delay`` seconds old: by then every worker has rescanned and
+  publishes it, and platforms that cache our key set have had time to see it;
+- from then on the newest active key signs; the key it replaces stays
+  published for ``grace_period`` seconds more, so what the old key signed
+  still verifies; after that it is retired: no longer published;
 - nothing restarts: the directory is rescanned at most every
   ``rescan_interval`` seconds, and each file is parsed once (parsing a PEM key
   with validation costs tens of milliseconds).
@@ -15,6 +17,7 @@ A key's age is its file's modification time. Enable it with::
 
     [plugins.rotating_keys]
     directory = "keys"          # relative to the working directory
+    activation_delay = 600      # seconds a new key is published before it signs
     grace_period = 86400        # seconds the replaced key stays published
     rescan_interval = 60
 
@@ -39,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GRACE_PERIOD = 24 * 3600.0
 DEFAULT_RESCAN_INTERVAL = 60.0
+DEFAULT_ACTIVATION_DELAY = 600.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class _Loaded:
 
 
 class DirectoryKeyProvider:
-    """Keys from ``*.pem`` files in a directory; the newest signs."""
+    """Keys from ``*.pem`` files in a directory; the newest active key signs."""
 
     def __init__(
         self,
@@ -56,10 +60,12 @@ class DirectoryKeyProvider:
         *,
         grace_period: float = DEFAULT_GRACE_PERIOD,
         rescan_interval: float = DEFAULT_RESCAN_INTERVAL,
+        activation_delay: float = DEFAULT_ACTIVATION_DELAY,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._directory = Path(directory)
         self._grace_period = grace_period
+        self._activation_delay = activation_delay
         self._rescan_interval = rescan_interval
         self._clock = clock
         self._loaded: dict[Path, _Loaded] = {}
@@ -72,19 +78,19 @@ class DirectoryKeyProvider:
             )
 
     async def signing_key(self) -> ToolKey:
-        return (await self._current())[0].key
+        now = await self._rescanned()
+        return self._signer(self._newest_first(), now).key
 
     async def public_key_set(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": [loaded.key.public_jwk() for loaded in await self._current()]}
+        now = await self._rescanned()
+        return {"keys": [loaded.key.public_jwk() for loaded in self._published(now)]}
 
-    async def _current(self) -> list[_Loaded]:
-        """Published keys, newest first."""
+    async def _rescanned(self) -> float:
         now = self._clock()
         if self._scanned_at is None or now - self._scanned_at >= self._rescan_interval:
             async with self._lock:
                 await asyncio.to_thread(self._rescan)
-
-        return self._published(now)
+        return now
 
     def _rescan(self) -> None:
         found: dict[Path, _Loaded] = {}
@@ -101,14 +107,31 @@ class DirectoryKeyProvider:
             self._loaded = found
         self._scanned_at = self._clock()
 
+    def _newest_first(self) -> list[_Loaded]:
+        return sorted(self._loaded.values(), key=lambda k: k.mtime, reverse=True)
+
+    def _signer(self, keys: list[_Loaded], now: float) -> _Loaded:
+        # The newest key old enough to be known everywhere; with none that
+        # old (a first start), the oldest there is.
+        for loaded in keys:
+            if now - loaded.mtime >= self._activation_delay:
+                return loaded
+        return keys[-1]
+
     def _published(self, now: float) -> list[_Loaded]:
-        keys = sorted(self._loaded.values(), key=lambda k: k.mtime, reverse=True)
-        published = [keys[0]]
-        # Each older key stays until grace_period after the key that replaced it.
-        for older, newer in zip(keys[1:], keys, strict=False):
-            if now - newer.mtime >= self._grace_period:
+        keys = self._newest_first()
+        signer = self._signer(keys, now)
+        # Keys newer than the signer are waiting to activate; the signer;
+        # then each older key until grace_period after its successor began
+        # signing.
+        published = keys[: keys.index(signer) + 1]
+        successor = signer
+        for older in keys[keys.index(signer) + 1 :]:
+            activated = successor.mtime + self._activation_delay
+            if now - activated >= self._grace_period:
                 break
             published.append(older)
+            successor = older
 
         return published
 
@@ -128,7 +151,8 @@ class RotatingKeysPlugin:
             raise ConfigurationError(
                 "plugins.rotating_keys.directory", "expected a directory path"
             )
-        unknown = sorted(set(settings) - {"grace_period", "rescan_interval"})
+        allowed = {"grace_period", "rescan_interval", "activation_delay"}
+        unknown = sorted(set(settings) - allowed)
         if unknown:
             raise ConfigurationError(f"plugins.rotating_keys.{unknown[0]}", "unknown")
 
@@ -137,6 +161,9 @@ class RotatingKeysPlugin:
             grace_period=float(settings.get("grace_period", DEFAULT_GRACE_PERIOD)),
             rescan_interval=float(
                 settings.get("rescan_interval", DEFAULT_RESCAN_INTERVAL)
+            ),
+            activation_delay=float(
+                settings.get("activation_delay", DEFAULT_ACTIVATION_DELAY)
             ),
         )
 

@@ -31,22 +31,35 @@ async def kids(provider: DirectoryKeyProvider) -> list[str]:
     return [jwk["kid"] for jwk in (await provider.public_key_set())["keys"]]
 
 
-async def test_rotation_publishes_both_then_retires_the_old(tmp_path: Path) -> None:
+async def test_rotation_publishes_first_signs_later_then_retires_the_old(
+    tmp_path: Path,
+) -> None:
     clock = Clock(1_000_000.0)
     old = drop_key(tmp_path, "2026-11", clock.now - 30 * DAY)
-    provider = DirectoryKeyProvider(tmp_path, grace_period=DAY, clock=clock)
+    provider = DirectoryKeyProvider(
+        tmp_path, grace_period=DAY, activation_delay=600, clock=clock
+    )
     assert await kids(provider) == [old]
 
     new = drop_key(tmp_path, "2026-12", clock.now)
     clock.now += 61
-    during_grace = await kids(provider)
-    signer_during_grace = (await provider.signing_key()).kid
+    while_activating = (await kids(provider), (await provider.signing_key()).kid)
+    clock.now += 600
+    after_activation = (await kids(provider), (await provider.signing_key()).kid)
     clock.now += DAY
     after_grace = await kids(provider)
 
-    assert during_grace == [new, old]
-    assert signer_during_grace == new
+    # Published before it signs, so every worker and platform can know it.
+    assert while_activating == ([new, old], old)
+    assert after_activation == ([new, old], new)
     assert after_grace == [new]
+
+
+async def test_a_lone_new_key_signs_at_once(tmp_path: Path) -> None:
+    clock = Clock(1_000_000.0)
+    only = drop_key(tmp_path, "first", clock.now)
+    provider = DirectoryKeyProvider(tmp_path, activation_delay=600, clock=clock)
+    assert (await provider.signing_key()).kid == only
 
 
 async def test_new_key_is_not_seen_before_the_rescan_interval(tmp_path: Path) -> None:
