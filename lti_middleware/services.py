@@ -148,11 +148,14 @@ class ServiceSession:
 
     def link(self, response: httpx.Response, rel: str, base: str) -> str | None:
         """The ``rel`` link of ``response`` as an absolute URL, or None."""
-        target = response.links.get(rel, {}).get("url")
-        if not target:
-            return None
+        # RFC 8288 3.3: rel is a space-separated list of relation types,
+        # compared case-insensitively ("next last" is a next link too).
+        for link in response.links.values():
+            relations = link.get("rel", "").lower().split()
+            if rel in relations and link.get("url"):
+                return urljoin(base, link["url"])
 
-        return urljoin(base, target)
+        return None
 
     def read_json(self, url: str, response: httpx.Response, what: str) -> Any:
         """The response's JSON body; PlatformResponseError when it is not JSON."""

@@ -27,14 +27,18 @@ This module is also the worked example for plugin writers:
   :class:`~lti_middleware.exceptions.StoreError` naming the store and the
   server (never the password), so a launch fails closed with a 503.
 
-Keys are ``<prefix>once:<key>`` for states and nonces, ``<prefix>launch:<id>``,
-``<prefix>token:<key>`` and ``<prefix>token-lock:<key>``; each lives only as
-long as its TTL. Every command touches one key.
+Keys are ``<prefix>once:<h>`` for states and nonces, ``<prefix>launch:<h>``,
+``<prefix>token:<h>`` and ``<prefix>token-lock:<h>``, where ``<h>`` is the
+SHA-256 of the store's key (states, nonces and launch ids are secrets); each
+lives only as long as its TTL. Every command touches one key. Values are not
+encrypted: launches hold their claims and the token store holds access
+tokens, so give the tool a Redis (or an ACL user) no one else reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import contextlib
 import logging
 import math
@@ -275,7 +279,10 @@ class _RedisStore:
         await self._client.aclose()
 
     def _key(self, kind: str, key: str) -> str:
-        return f"{self._prefix}{kind}:{key}"
+        # States, nonces and launch ids are bearer secrets: hashed, they do
+        # not show in SCAN or KEYS output to whoever else can read this Redis.
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return f"{self._prefix}{kind}:{digest}"
 
     def _check_write(self, key: str, value: str) -> None:
         if len(key) > MAX_KEY_CHARS:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -149,7 +150,8 @@ def test_login_on_a_launch_on_b_then_replay_on_a_is_refused(
     assert page.status_code == 200, page.text
     assert "Ben Learner</strong> (learner)" in page.text
     assert f"/submit?lti_launch={launch_id}" in page.text
-    assert redis_client.exists(f"{redis_prefix}launch:{launch_id}") == 1
+    hashed = hashlib.sha256(launch_id.encode()).hexdigest()
+    assert redis_client.exists(f"{redis_prefix}launch:{hashed}") == 1
     assert replay.status_code == 400
     assert "location" not in replay.headers
     assert error_of(replay) == "state_already_used"

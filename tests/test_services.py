@@ -1,0 +1,42 @@
+"""The service session's reading of Link headers (RFC 8288)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lti_middleware.services import ServiceSession
+
+BASE = "https://lms.example.edu/api/items?page=1"
+
+
+def link_of(header: str, rel: str) -> str | None:
+    session = ServiceSession.__new__(ServiceSession)
+    request = httpx.Request("GET", BASE)
+    response = httpx.Response(200, headers={"link": header}, request=request)
+    return session.link(response, rel, BASE)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        '<https://lms.example.edu/api/items?page=2>; rel="next"',
+        '<https://lms.example.edu/api/items?page=2>; rel="next last"',
+        '<https://lms.example.edu/api/items?page=2>; rel="NEXT"',
+        '<https://lms.example.edu/api/items?page=1>; rel="first", '
+        '<https://lms.example.edu/api/items?page=2>; rel=next',
+        "</api/items?page=2>; rel=\"next\"",
+    ],
+)
+def test_next_link_is_found_in_every_spelling(header: str) -> None:
+    assert link_of(header, "next") == "https://lms.example.edu/api/items?page=2"
+
+
+def test_absent_relation_is_none() -> None:
+    header = '<https://lms.example.edu/api/items?page=1>; rel="first"'
+    assert link_of(header, "next") is None
+
+
+def test_next_url_is_kept_verbatim() -> None:
+    odd = "https://lms.example.edu/api/items?b=2&a=1&cursor=x%2Fy"
+    assert link_of(f'<{odd}>; rel="next"', "next") == odd
