@@ -37,6 +37,14 @@ def _genkey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_bits(text: str) -> int:
+    bits = int(text)
+    # The middleware refuses keys under 2048 bits; never make one.
+    if bits < DEFAULT_KEY_BITS:
+        raise argparse.ArgumentTypeError(f"use at least {DEFAULT_KEY_BITS} bits")
+    return bits
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lti-middleware`` console script."""
     parser = argparse.ArgumentParser(prog="lti-middleware")
@@ -45,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         "genkey", help="generate an RSA key pair; print the public JWK"
     )
     genkey.add_argument("--out", default="tool-key.pem", help="private key file")
-    genkey.add_argument("--bits", type=int, default=DEFAULT_KEY_BITS)
+    genkey.add_argument(
+        "--bits",
+        type=_key_bits,
+        default=DEFAULT_KEY_BITS,
+        help=f"RSA key size, at least {DEFAULT_KEY_BITS}",
+    )
     genkey.add_argument("--force", action="store_true", help="replace --out")
     genkey.set_defaults(run=_genkey)
 

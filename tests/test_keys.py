@@ -164,3 +164,14 @@ def test_cli_does_not_write_through_a_symlink(tmp_path: Path) -> None:
 
     assert target.read_text() == "untouched"
     assert not link.is_symlink()
+
+
+@pytest.mark.parametrize("bits", ["1024", "512", "many"])
+def test_cli_refuses_keys_the_middleware_would_refuse(
+    tmp_path: Path, bits: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["genkey", "--out", str(tmp_path / "k.pem"), "--bits", bits])
+
+    assert exit_.value.code == 2
+    assert not (tmp_path / "k.pem").exists()
