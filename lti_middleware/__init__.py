@@ -1,7 +1,18 @@
 """lti_middleware: make any ASGI or WSGI web app an LTI 1.3 tool."""
 
-from .ags import ActivityProgress, AGSClient, GradingProgress, Score
+from .ags import ActivityProgress, AGSClient, GradingProgress, LineItem, Result, Score
 from .config import Registration, ToolConfig, load_config
+from .deep_linking import (
+    HTML,
+    DeepLinking,
+    DeepLinkingError,
+    DeepLinkingSettings,
+    File,
+    Image,
+    LineItemSpec,
+    Link,
+    LTIResourceLink,
+)
 from .exceptions import (
     ConfigurationError,
     LaunchError,
@@ -19,21 +30,37 @@ from .hooks import hookimpl
 from .keys import KeyProvider, StaticKeyProvider, ToolKey, generate_key, load_key
 from .message import LTILaunch
 from .middleware import LTIMiddleware
+from .nrps import Member, MemberStatus, NRPSClient, Roster
 
 __all__ = [
     "AGSClient",
     "ActivityProgress",
     "ConfigurationError",
+    "DeepLinking",
+    "DeepLinkingError",
+    "DeepLinkingSettings",
+    "File",
     "GradingProgress",
+    "HTML",
+    "Image",
     "KeyProvider",
     "LTIError",
     "LTILaunch",
     "LTIMiddleware",
+    "LTIResourceLink",
     "LaunchError",
+    "LineItem",
+    "LineItemSpec",
+    "Link",
+    "Member",
+    "MemberStatus",
+    "NRPSClient",
     "PaginationError",
     "PlatformAuthError",
     "PlatformResponseError",
     "Registration",
+    "Result",
+    "Roster",
     "ScopeNotGrantedError",
     "Score",
     "ScoreError",

@@ -1,39 +1,47 @@
-"""Assignment and Grade Services 2.0: scores and line items.
+"""Assignment and Grade Services 2.0: line items, results and scores.
 
-An :class:`AGSClient` is bound to one launch: the scopes and line item URLs
-come from the launch's AGS claim, and calls authenticate with access tokens from
-an :class:`~lti_middleware.tokens.AccessTokenClient`, never with the id_token.
-A call whose scope the launch did not grant fails before anything is sent.
-Scores are checked locally, so a payload a platform would refuse with an opaque
-400 (Moodle, Blackboard) raises a :class:`ScoreError` that says what is wrong.
+An :class:`AGSClient` is bound to one launch: the scopes and service URLs come
+from the launch's AGS claim, and calls authenticate with access tokens from an
+:class:`~lti_middleware.tokens.AccessTokenClient`, never with the id_token.
+Each operation asks for the one scope it needs, chosen from those the launch
+granted (CASE-14); a call whose scope was not granted fails before anything
+is sent. Access tokens go only to the origins of the claim's URLs, so a line
+item or next-page URL elsewhere is refused. The documents themselves
+(:class:`Score`, :class:`LineItem`, :class:`Result`) live in
+:mod:`lti_middleware.scores`.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
 
 import httpx
 
 from .claims import (
     MEDIA_TYPE_LINEITEM,
     MEDIA_TYPE_LINEITEMS,
+    MEDIA_TYPE_RESULTS,
     MEDIA_TYPE_SCORE,
     SCOPE_LINEITEM,
     SCOPE_LINEITEM_READONLY,
+    SCOPE_RESULT_READONLY,
     SCOPE_SCORE,
 )
 from .config import Registration, origin_of
-from .exceptions import (
-    ScopeNotGrantedError,
-    ScoreError,
-    ServiceError,
+from .exceptions import ScopeNotGrantedError, ScoreError, ServiceError
+from .scores import (
+    ActivityProgress,
+    GradingProgress,
+    LineItem,
+    Result,
+    Score,
+    filtered_url,
+    format_timestamp,
+    results_url,
+    scores_url,
 )
 from .services import ServiceSession, unexpected
 from .tokens import AccessTokenClient
@@ -42,205 +50,27 @@ __all__ = [
     "AGSClient",
     "ActivityProgress",
     "GradingProgress",
+    "LineItem",
+    "Result",
     "Score",
+    "format_timestamp",
+    "results_url",
     "scores_url",
 ]
 
 logger = logging.getLogger(__name__)
 
-
-class ActivityProgress(enum.StrEnum):
-    """Where the user is in the activity (AGS 2.0, score service)."""
-
-    INITIALIZED = "Initialized"
-    STARTED = "Started"
-    IN_PROGRESS = "InProgress"
-    SUBMITTED = "Submitted"
-    COMPLETED = "Completed"
+_Item = TypeVar("_Item")
 
 
-class GradingProgress(enum.StrEnum):
-    """Where the tool is in grading the activity (AGS 2.0, score service)."""
-
-    FULLY_GRADED = "FullyGraded"
-    PENDING = "Pending"
-    PENDING_MANUAL = "PendingManual"
-    FAILED = "Failed"
-    NOT_READY = "NotReady"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _check_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ScoreError(f"{name} must be a number, got {value!r}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:
-        finite = False
-    if not finite:
-        raise ScoreError(f"{name} must be a finite number, got {str(value)[:40]}")
-
-    return value
-
-
-def _check_time(name: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise ScoreError(f"{name} must be a datetime, got {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ScoreError(
-            f"{name} {value.isoformat()} has no time zone; platforms such as "
-            "Blackboard refuse it. Pass an aware datetime, e.g. "
-            "datetime.now(timezone.utc)"
+def _url_of(lineitem: str | LineItem) -> str:
+    url = lineitem.id if isinstance(lineitem, LineItem) else lineitem
+    if not isinstance(url, str) or not url:
+        raise ServiceError(
+            "this line item has no id (URL); use one the platform returned"
         )
 
-    return value
-
-
-def _check_text(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ScoreError(f"{name} must be a non-empty string, got {value!r}")
-
-    return value
-
-
-def _is_full_url(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def format_timestamp(value: datetime) -> str:
-    """``value`` in UTC, ISO 8601 with microseconds and a ``Z``.
-
-    AGS asks for sub-second precision and a time zone; the trailing ``Z``
-    is the form every platform parser we know of accepts.
-    """
-    utc = value.astimezone(UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="microseconds") + "Z"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Score:
-    """One score for one user on one line item, checked when built.
-
-    Raises ScoreError when: ``user_id`` is empty; ``score_given`` is not a
-    finite number >= 0 or comes without ``score_maximum``; ``score_maximum``
-    is not a finite number > 0; a progress value is not one the spec lists;
-    a datetime has no time zone; an extension key is not a full URL.
-    ``timestamp`` defaults to now, in UTC. Platforms ignore a score whose
-    timestamp is not later than the last one they took for the same user and
-    line item.
-    """
-
-    user_id: str
-    score_given: float | None = None
-    score_maximum: float | None = None
-    activity_progress: ActivityProgress | str = ActivityProgress.COMPLETED
-    grading_progress: GradingProgress | str = GradingProgress.FULLY_GRADED
-    timestamp: datetime = field(default_factory=_utc_now)
-    comment: str | None = None
-    scoring_user_id: str | None = None
-    started_at: datetime | None = None
-    submitted_at: datetime | None = None
-    extensions: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _check_text("user_id", self.user_id)
-        if self.scoring_user_id is not None:
-            _check_text("scoring_user_id", self.scoring_user_id)
-        if self.comment is not None and not isinstance(self.comment, str):
-            raise ScoreError(f"comment must be a string, got {self.comment!r}")
-
-        self._check_numbers()
-        try:
-            activity = ActivityProgress(self.activity_progress)
-            grading = GradingProgress(self.grading_progress)
-        except ValueError as error:
-            raise ScoreError(f"{error}; expected one of the spec's values") from error
-        object.__setattr__(self, "activity_progress", activity)
-        object.__setattr__(self, "grading_progress", grading)
-
-        _check_time("timestamp", self.timestamp)
-        for name in ("started_at", "submitted_at"):
-            if getattr(self, name) is not None:
-                _check_time(name, getattr(self, name))
-
-        extensions = dict(self.extensions)
-        for key in extensions:
-            if not _is_full_url(key):
-                raise ScoreError(f"extension key {key!r} must be a full URL")
-        object.__setattr__(self, "extensions", extensions)
-
-    def _check_numbers(self) -> None:
-        # Moodle refuses scoreGiven without scoreMaximum with one opaque 400.
-        if self.score_given is not None:
-            if _check_number("score_given", self.score_given) < 0:
-                raise ScoreError(f"score_given must be >= 0, got {self.score_given}")
-            if self.score_maximum is None:
-                raise ScoreError("score_given needs score_maximum")
-        if self.score_maximum is not None:
-            if _check_number("score_maximum", self.score_maximum) <= 0:
-                raise ScoreError(f"score_maximum must be > 0, got {self.score_maximum}")
-
-    def to_json(self) -> dict[str, Any]:
-        """The score as the AGS score media type's JSON object."""
-        data: dict[str, Any] = {
-            "userId": self.user_id,
-            "activityProgress": str(self.activity_progress),
-            "gradingProgress": str(self.grading_progress),
-            "timestamp": format_timestamp(self.timestamp),
-        }
-        if self.score_given is not None:
-            data["scoreGiven"] = self.score_given
-        if self.score_maximum is not None:
-            data["scoreMaximum"] = self.score_maximum
-        if self.comment is not None:
-            data["comment"] = self.comment
-        if self.scoring_user_id is not None:
-            data["scoringUserId"] = self.scoring_user_id
-
-        submission: dict[str, str] = {}
-        if self.started_at is not None:
-            submission["startedAt"] = format_timestamp(self.started_at)
-        if self.submitted_at is not None:
-            submission["submittedAt"] = format_timestamp(self.submitted_at)
-        if submission:
-            data["submission"] = submission
-        data.update(self.extensions)
-
-        return data
-
-
-def scores_url(lineitem_url: str) -> str:
-    """The score service URL of a line item: ``/scores`` added to its path.
-
-    The query string is kept (Moodle's line item URLs carry one), so
-    ``.../lineitem?type_id=1`` gives ``.../lineitem/scores?type_id=1``.
-    """
-    parts = urlsplit(lineitem_url)
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
-
-    return urlunsplit(parts._replace(path=path + "scores", fragment=""))
-
-
-def _with_query(url: str, params: Mapping[str, str]) -> str:
-    if not params:
-        return url
-
-    parts = urlsplit(url)
-    extra = urlencode(params)
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit(parts._replace(query=query))
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc + parts.path
+    return url
 
 
 def _granted_scopes(value: object) -> tuple[str, ...]:
@@ -258,12 +88,20 @@ def _url_or_none(value: object) -> str | None:
 
 
 class AGSClient:
-    """Scores and line items for one launch.
+    """Line items, results and scores for one launch.
 
     ``endpoint`` is the value of the launch's AGS claim
     (``https://purl.imsglobal.org/spec/lti-ags/claim/endpoint``); ``user_id``
     the launch's ``sub``, the default user for scores (None for an anonymous
     launch).
+
+    Every operation raises ScopeNotGrantedError before any request when the
+    launch did not grant a scope it can use, ServiceError when a URL is not
+    one of the launch's service origins or cannot be reached,
+    TokenRequestError when no access token is issued, PlatformResponseError
+    (with status and body) when the platform answers with an error or with a
+    body that is not what the spec promises, and PaginationError when a
+    listing's next links loop or pass the page cap.
     """
 
     def __init__(
@@ -302,6 +140,8 @@ class AGSClient:
         """The URL of the context's line item container, if given."""
         return self._lineitems
 
+    # Scores
+
     async def post_score(
         self,
         *,
@@ -312,7 +152,7 @@ class AGSClient:
         user_id: str | None = None,
         comment: str | None = None,
         timestamp: datetime | None = None,
-        lineitem: str | None = None,
+        lineitem: str | LineItem | None = None,
         scoring_user_id: str | None = None,
         started_at: datetime | None = None,
         submitted_at: datetime | None = None,
@@ -321,19 +161,12 @@ class AGSClient:
         """Post a score to ``lineitem`` (the launch's line item by default).
 
         ``user_id`` defaults to the launch's user; ``timestamp`` to now.
-        Returns the platform's 2xx response. Raises ScopeNotGrantedError when
-        the launch did not grant the score scope, ScoreError for an invalid
-        score, ServiceError when there is no line item, TokenRequestError
-        when no token is issued, and PlatformResponseError when the platform
-        refuses the score. All local checks run before any request.
+        Needs the ``score`` scope. Returns the platform's 2xx response.
+        Raises ScoreError for an invalid score and ServiceError when there is
+        no line item; all local checks run before any request.
         """
         scope = self._need(SCOPE_SCORE)
-        target = lineitem if lineitem is not None else self._lineitem
-        if target is None:
-            raise ServiceError(
-                "cannot post a score: the launch has no line item (its AGS claim "
-                "has no lineitem); pass lineitem= with a line item URL"
-            )
+        target = self._target(lineitem, "post a score")
         user = user_id if user_id is not None else self._user_id
         if user is None:
             raise ScoreError(
@@ -347,12 +180,12 @@ class AGSClient:
             score_maximum=score_maximum,
             activity_progress=activity_progress,
             grading_progress=grading_progress,
-            timestamp=timestamp if timestamp is not None else _utc_now(),
             comment=comment,
             scoring_user_id=scoring_user_id,
             started_at=started_at,
             submitted_at=submitted_at,
             extensions=extensions or {},
+            **({} if timestamp is None else {"timestamp": timestamp}),
         )
 
         return await self._session.request(
@@ -364,6 +197,8 @@ class AGSClient:
             what="score post",
         )
 
+    # Line items
+
     async def get_lineitems(
         self,
         *,
@@ -371,33 +206,40 @@ class AGSClient:
         resource_id: str | None = None,
         tag: str | None = None,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[LineItem]:
         """The context's line items, every page, filtered as given.
 
-        Needs ``lineitem.readonly`` or ``lineitem`` (requested as granted,
-        the read-only one when both are). Raises as :meth:`post_score` does,
-        and ServiceError when the launch has no line item container.
+        ``limit`` is the page size asked of the platform; every page is read
+        all the same. Needs ``lineitem.readonly`` or ``lineitem`` (the
+        read-only one when both are granted). Raises ScoreError for a filter
+        that is not a non-empty string or a limit that is not >= 1, and
+        ServiceError when the launch has no line item container.
         """
         scope = self._need(SCOPE_LINEITEM_READONLY, SCOPE_LINEITEM)
-        container = self._container()
-        filters = {
-            "resource_link_id": resource_link_id,
-            "resource_id": resource_id,
-            "tag": tag,
-            "limit": None if limit is None else str(limit),
-        }
-        url = _with_query(
-            container, {name: value for name, value in filters.items() if value}
+        url = filtered_url(
+            self._container(),
+            resource_link_id=resource_link_id,
+            resource_id=resource_id,
+            tag=tag,
+            limit=limit,
         )
 
-        items: list[dict[str, Any]] = []
-        pages = self._session.pages(
-            url, scopes=(scope,), accept=MEDIA_TYPE_LINEITEMS, what="line item listing"
+        return await self._list(
+            url, scope, MEDIA_TYPE_LINEITEMS, "line item listing", _lineitem_from
         )
-        async for response in pages:
-            items.extend(self._read_items(response))
 
-        return items
+    async def get_lineitem(self, lineitem: str | LineItem) -> LineItem:
+        """The line item at ``lineitem`` (its URL, or an item's ``id``).
+
+        Needs ``lineitem.readonly`` or ``lineitem``.
+        """
+        scope = self._need(SCOPE_LINEITEM_READONLY, SCOPE_LINEITEM)
+        url = _url_of(lineitem)
+
+        response = await self._session.request(
+            "GET", url, scopes=(scope,), accept=MEDIA_TYPE_LINEITEM, what="line item"
+        )
+        return self._read_lineitem(url, response, "line item")
 
     async def create_lineitem(
         self,
@@ -409,47 +251,150 @@ class AGSClient:
         tag: str | None = None,
         start_date_time: datetime | None = None,
         end_date_time: datetime | None = None,
-    ) -> dict[str, Any]:
+        grades_released: bool | None = None,
+    ) -> LineItem:
         """Create a line item in the context; returns the platform's copy.
 
-        The returned object's ``id`` is the new line item's URL. Needs the
-        ``lineitem`` scope. Raises ScoreError for a blank label or a
-        ``score_maximum`` that is not > 0, and as :meth:`post_score` does.
+        The returned item's ``id`` is the new line item's URL. Needs the
+        ``lineitem`` scope. Raises ScoreError for a blank label, a
+        ``score_maximum`` that is not > 0 or a date without a time zone.
         """
         scope = self._need(SCOPE_LINEITEM)
         container = self._container()
-        item: dict[str, Any] = {"label": _check_text("label", label)}
-        if _check_number("score_maximum", score_maximum) <= 0:
-            raise ScoreError(f"score_maximum must be > 0, got {score_maximum}")
-        item["scoreMaximum"] = score_maximum
-        optional = {
-            "resourceLinkId": resource_link_id,
-            "resourceId": resource_id,
-            "tag": tag,
-        }
-        item.update({name: value for name, value in optional.items() if value})
-        if start_date_time is not None:
-            start = _check_time("start_date_time", start_date_time)
-            item["startDateTime"] = format_timestamp(start)
-        if end_date_time is not None:
-            end = _check_time("end_date_time", end_date_time)
-            item["endDateTime"] = format_timestamp(end)
+        item = LineItem(
+            label=label,
+            score_maximum=score_maximum,
+            resource_link_id=resource_link_id,
+            resource_id=resource_id,
+            tag=tag,
+            start_date_time=start_date_time,
+            end_date_time=end_date_time,
+            grades_released=grades_released,
+        )
+        document = item.to_json()
 
         response = await self._session.request(
             "POST",
             container,
             scopes=(scope,),
             content_type=MEDIA_TYPE_LINEITEM,
-            json=item,
             accept=MEDIA_TYPE_LINEITEM,
+            json=document,
             what="line item creation",
         )
-        what = "line item creation (expected a line item object)"
-        created = self._session.read_json(container, response, what)
-        if not isinstance(created, dict):
-            raise unexpected(container, response, what)
+        return self._read_lineitem(container, response, "line item creation")
 
-        return created
+    async def update_lineitem(self, item: LineItem) -> LineItem:
+        """Replace the line item at ``item.id`` with ``item``; returns the result.
+
+        AGS updates by PUT of the whole item, so members the platform sent
+        and this class does not know are sent back unchanged (see
+        :meth:`LineItem.to_json`). Returns the platform's copy, or ``item``
+        when the platform answers with an empty body. Needs ``lineitem``.
+        """
+        scope = self._need(SCOPE_LINEITEM)
+        url = _url_of(item)
+        document = item.to_json()
+
+        response = await self._session.request(
+            "PUT",
+            url,
+            scopes=(scope,),
+            content_type=MEDIA_TYPE_LINEITEM,
+            accept=MEDIA_TYPE_LINEITEM,
+            json=document,
+            what="line item update",
+        )
+        if not response.content.strip():
+            return item
+        return self._read_lineitem(url, response, "line item update")
+
+    async def delete_lineitem(self, lineitem: str | LineItem) -> None:
+        """Delete the line item at ``lineitem`` (its URL, or an item's ``id``).
+
+        Its scores and results go with it. Needs ``lineitem``.
+        """
+        scope = self._need(SCOPE_LINEITEM)
+        url = _url_of(lineitem)
+
+        await self._session.request(
+            "DELETE", url, scopes=(scope,), what="line item deletion"
+        )
+
+    async def get_or_create_lineitem(
+        self,
+        *,
+        label: str,
+        score_maximum: float,
+        resource_id: str | None = None,
+        tag: str | None = None,
+        resource_link_id: str | None = None,
+    ) -> LineItem:
+        """The one line item with this ``resource_id`` and ``tag``; made if none.
+
+        For "one gradebook column per activity": the container is listed with
+        the given filters (and filtered here again, as some platforms ignore
+        filters). One match is returned as it is; with none, a line item is
+        created with these values. Several matches raise ServiceError naming
+        them, never a guess. Needs ``lineitem``, checked before any request.
+        Two first calls running at once can both create; the next call then
+        reports the duplicates.
+        """
+        if resource_id is None and tag is None:
+            raise ScoreError("get_or_create_lineitem needs resource_id or tag")
+        self._need(SCOPE_LINEITEM)
+
+        listed = await self.get_lineitems(
+            resource_id=resource_id, tag=tag, resource_link_id=resource_link_id
+        )
+        matches = [
+            item
+            for item in listed
+            if (resource_id is None or item.resource_id == resource_id)
+            and (tag is None or item.tag == tag)
+            and (resource_link_id is None or item.resource_link_id == resource_link_id)
+        ]
+        if len(matches) > 1:
+            ids = ", ".join(str(item.id) for item in matches)
+            raise ServiceError(
+                f"{len(matches)} line items match resource_id={resource_id!r} "
+                f"tag={tag!r}: {ids}; delete the extra ones or pick one by id"
+            )
+        if matches:
+            return matches[0]
+
+        return await self.create_lineitem(
+            label=label,
+            score_maximum=score_maximum,
+            resource_id=resource_id,
+            tag=tag,
+            resource_link_id=resource_link_id,
+        )
+
+    # Results
+
+    async def get_results(
+        self,
+        lineitem: str | LineItem | None = None,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Result]:
+        """The results of ``lineitem`` (the launch's by default), every page.
+
+        Read from the line item's path plus ``/results``, its query string
+        kept; ``user_id`` and ``limit`` are the spec's filters. Needs
+        ``result.readonly``. Raises ServiceError when there is no line item.
+        """
+        scope = self._need(SCOPE_RESULT_READONLY)
+        target = self._target(lineitem, "read results")
+        url = filtered_url(results_url(target), user_id=user_id, limit=limit)
+
+        return await self._list(
+            url, scope, MEDIA_TYPE_RESULTS, "result listing", Result.from_json
+        )
+
+    # Helpers
 
     def _need(self, *candidates: str) -> str:
         """The first of ``candidates`` the launch granted, else raise."""
@@ -468,11 +413,55 @@ class AGSClient:
 
         return self._lineitems
 
-    def _read_items(self, response: httpx.Response) -> list[dict[str, Any]]:
-        url = str(response.request.url)
-        what = "line item listing (expected a JSON array of line items)"
-        page = self._session.read_json(url, response, what)
-        if not isinstance(page, list) or not all(isinstance(i, dict) for i in page):
-            raise unexpected(url, response, what)
+    def _target(self, lineitem: str | LineItem | None, action: str) -> str:
+        if lineitem is not None:
+            return _url_of(lineitem)
+        if self._lineitem is None:
+            raise ServiceError(
+                f"cannot {action}: the launch has no line item (its AGS claim "
+                "has no lineitem); pass lineitem= with a line item URL"
+            )
 
-        return page
+        return self._lineitem
+
+    async def _list(
+        self,
+        url: str,
+        scope: str,
+        accept: str,
+        what: str,
+        read: Callable[[object], _Item],
+    ) -> list[_Item]:
+        items: list[_Item] = []
+        expected = f"{what} (expected a JSON array of objects)"
+        pages = self._session.pages(url, scopes=(scope,), accept=accept, what=what)
+        async for response in pages:
+            page_url = str(response.request.url)
+            page = self._session.read_json(page_url, response, expected)
+            if not isinstance(page, list):
+                raise unexpected(page_url, response, expected)
+            for entry in page:
+                try:
+                    items.append(read(entry))
+                except ValueError as error:
+                    problem = f"{what} ({error})"
+                    raise unexpected(page_url, response, problem) from error
+
+        return items
+
+    def _read_lineitem(self, url: str, response: httpx.Response, what: str) -> LineItem:
+        expected = f"{what} (expected a line item object)"
+        document = self._session.read_json(url, response, expected)
+        try:
+            return _lineitem_from(document)
+        except ValueError as error:
+            raise unexpected(url, response, f"{what} ({error})") from error
+
+
+def _lineitem_from(document: object) -> LineItem:
+    """A line item read from the platform, which must carry its id (URL)."""
+    item = LineItem.from_json(document)
+    if item.id is None:
+        raise ValueError("a line item has no id (its URL)")
+
+    return item

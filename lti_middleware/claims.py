@@ -28,6 +28,12 @@ NRPS_SERVICE = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 DEEP_LINKING_SETTINGS = (
     "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings"
 )
+CONTENT_ITEMS = "https://purl.imsglobal.org/spec/lti-dl/claim/content_items"
+DEEP_LINKING_DATA = "https://purl.imsglobal.org/spec/lti-dl/claim/data"
+DEEP_LINKING_MSG = "https://purl.imsglobal.org/spec/lti-dl/claim/msg"
+DEEP_LINKING_LOG = "https://purl.imsglobal.org/spec/lti-dl/claim/log"
+DEEP_LINKING_ERRORMSG = "https://purl.imsglobal.org/spec/lti-dl/claim/errormsg"
+DEEP_LINKING_ERRORLOG = "https://purl.imsglobal.org/spec/lti-dl/claim/errorlog"
 
 LTI_VERSION = "1.3.0"
 

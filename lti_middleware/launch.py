@@ -22,6 +22,7 @@ import jwt
 
 from . import claims as c
 from .config import Registration, ToolConfig
+from .deep_linking import DeepLinkingSettings
 from .exceptions import LaunchError, PlatformAuthError
 from .login import LoginRecord, state_cookie_name
 from .platform_keys import PlatformKeySets
@@ -29,7 +30,7 @@ from .stores.base import NonceStore
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MESSAGE_TYPES = frozenset({c.RESOURCE_LINK_REQUEST})
+SUPPORTED_MESSAGE_TYPES = frozenset({c.RESOURCE_LINK_REQUEST, c.DEEP_LINKING_REQUEST})
 MAX_ID_TOKEN_LENGTH = 64 * 1024
 MAX_SUB_LENGTH = 255
 
@@ -383,10 +384,14 @@ def check_message(claims: Mapping[str, Any], record: LoginRecord) -> None:
             f"{sorted(SUPPORTED_MESSAGE_TYPES)}",
         )
 
+    # Each message type has its own required claims: a deep-linking request
+    # has deep_linking_settings and no resource_link (DL 2.0, 4.4).
     for name in c.REQUIRED_CLAIMS.get(message_type, ()):
         if name not in claims:
             raise LaunchError("claim_missing", f"the id_token has no {name} claim")
     check_claim_shapes(claims)
+    if message_type == c.DEEP_LINKING_REQUEST:
+        check_deep_linking_settings(claims)
 
     target = claims.get(c.TARGET_LINK_URI)
     if target != record.target_link_uri:
@@ -424,3 +429,13 @@ def check_claim_shapes(claims: Mapping[str, Any]) -> None:
     for name in (c.CUSTOM, c.LAUNCH_PRESENTATION, c.AGS_ENDPOINT):
         if name in claims and not isinstance(claims[name], dict):
             raise LaunchError("claim_invalid", f"{name} must be a JSON object")
+
+
+def check_deep_linking_settings(claims: Mapping[str, Any]) -> None:
+    """The deep_linking_settings claim reads; its return URL is http(s)."""
+    try:
+        DeepLinkingSettings.from_claim(claims.get(c.DEEP_LINKING_SETTINGS))
+    except ValueError as error:
+        raise LaunchError(
+            "claim_invalid", f"{c.DEEP_LINKING_SETTINGS}: {error}"
+        ) from error

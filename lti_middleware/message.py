@@ -17,6 +17,8 @@ from .config import Registration
 
 if TYPE_CHECKING:
     from .ags import AGSClient
+    from .deep_linking import DeepLinking
+    from .nrps import NRPSClient
 
 # LTI Core A.2: short role names are deprecated but still sent by some platforms.
 _SHORT_MEMBERSHIP = {
@@ -163,11 +165,15 @@ class LTILaunch:
         registration: Registration,
         claims: Mapping[str, Any],
         ags_factory: Any = None,
+        nrps_factory: Any = None,
+        deep_linking_factory: Any = None,
     ) -> None:
         self.launch_id = launch_id
         self.registration = registration
         self.claims: Mapping[str, Any] = MappingProxyType(dict(claims))
         self._ags_factory = ags_factory
+        self._nrps_factory = nrps_factory
+        self._deep_linking_factory = deep_linking_factory
 
     def __repr__(self) -> str:
         return (
@@ -280,3 +286,28 @@ class LTILaunch:
             raise RuntimeError("this launch is not bound to a middleware")
         client: AGSClient = self._ags_factory(self)
         return client
+
+    @cached_property
+    def nrps(self) -> NRPSClient:
+        """Names and Role Provisioning Services (the roster) for this launch.
+
+        Calls fail with ScopeNotGrantedError, before any request, when the
+        launch carries no names and role service claim.
+        """
+        if self._nrps_factory is None:
+            raise RuntimeError("this launch is not bound to a middleware")
+        client: NRPSClient = self._nrps_factory(self)
+        return client
+
+    @cached_property
+    def deep_linking(self) -> DeepLinking | None:
+        """The deep-linking settings and response builder of this launch.
+
+        None unless the launch is an ``LtiDeepLinkingRequest``.
+        """
+        if self.message_type != c.DEEP_LINKING_REQUEST:
+            return None
+        if self._deep_linking_factory is None:
+            raise RuntimeError("this launch is not bound to a middleware")
+        deep_linking: DeepLinking = self._deep_linking_factory(self)
+        return deep_linking

@@ -29,11 +29,13 @@ from . import claims as c
 from . import defaults, hooks
 from .ags import AGSClient
 from .config import Registration, ToolConfig, load_config
+from .deep_linking import DeepLinking, DeepLinkingSettings
 from .exceptions import ConfigurationError, LaunchError, StoreError
 from .keys import KeyProvider
 from .launch import LaunchValidator, ValidatedLaunch, nonce_key, state_key
 from .login import LoginRequest, start_login, state_cookie_name
 from .message import LTILaunch
+from .nrps import NRPSClient
 from .pages import render_error
 from .platform_keys import PlatformKeySets
 from .stores.base import LaunchStore, NonceStore
@@ -130,6 +132,7 @@ class LTIMiddleware:
             hook.lti_key_provider(config=self.config), "lti_key_provider"
         )
 
+        self.clock = clock
         self.http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT)
         self.key_sets = PlatformKeySets(
             self.http, clock=clock, user_agent=self.config.user_agent
@@ -300,7 +303,7 @@ class LTIMiddleware:
                 "launch_not_found",
                 "the launch id on this request is unknown or expired",
             )
-        record = json.loads(data)
+        record = _launch_record(data)
         registration = next(
             (
                 r
@@ -319,6 +322,8 @@ class LTIMiddleware:
             registration=registration,
             claims=record["claims"],
             ags_factory=self._ags_for,
+            nrps_factory=self._nrps_for,
+            deep_linking_factory=self._deep_linking_for,
         )
 
     def _ags_for(self, launch: LTILaunch) -> AGSClient:
@@ -328,6 +333,30 @@ class LTIMiddleware:
             tokens=self.tokens,
             http=self.http,
             user_id=launch.user.id,
+        )
+
+    def _nrps_for(self, launch: LTILaunch) -> NRPSClient:
+        service = launch.claims.get(c.NRPS_SERVICE)
+        link = launch.resource_link
+        return NRPSClient(
+            service=service if isinstance(service, dict) else None,
+            registration=launch.registration,
+            tokens=self.tokens,
+            http=self.http,
+            resource_link_id=link.id if link is not None else None,
+        )
+
+    def _deep_linking_for(self, launch: LTILaunch) -> DeepLinking:
+        # Checked when the launch was accepted; read again from the claims.
+        settings = DeepLinkingSettings.from_claim(
+            launch.claims.get(c.DEEP_LINKING_SETTINGS)
+        )
+        return DeepLinking(
+            settings=settings,
+            registration=launch.registration,
+            deployment_id=launch.deployment_id,
+            keys=self.keys,
+            clock=self.clock,
         )
 
     def _accept_deployment(
@@ -379,6 +408,25 @@ class LTIMiddleware:
             response: Response = custom
             return response
         return render_error(error, accept)
+
+
+def _launch_record(data: str) -> dict[str, Any]:
+    """A stored launch, checked: a corrupt record is no launch, not a crash."""
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        record = None
+    valid = (
+        isinstance(record, dict)
+        and isinstance(record.get("issuer"), str)
+        and isinstance(record.get("client_id"), str)
+        and isinstance(record.get("claims"), dict)
+    )
+    if not valid:
+        logger.error("a stored launch record is corrupt; treating it as unknown")
+        raise LaunchError("launch_not_found", "the stored launch is unreadable")
+
+    return dict(record)
 
 
 def store_unavailable(error: StoreError, path: str) -> LaunchError:

@@ -1,7 +1,10 @@
-"""Responses for refused logins and launches: an escaped HTML page or JSON."""
+"""Pages the middleware serves: refusals (escaped HTML or JSON), form posts."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Mapping
 from html import escape
 
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -54,3 +57,37 @@ def render_error(error: LaunchError, accept: str) -> Response:
         detail=escape(error.detail),
     )
     return HTMLResponse(page, error.status, headers=_HEADERS)
+
+
+_AUTO_POST_SCRIPT = 'document.getElementById("lti-post").submit();'
+_AUTO_POST = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><form id="lti-post" method="post" action="{action}">
+{fields}
+<noscript><p>{title}</p><button type="submit">Continue</button></noscript>
+</form>
+<script>{script}</script>
+</body></html>
+"""
+
+
+def render_auto_post(
+    action: str, fields: Mapping[str, str], *, title: str
+) -> tuple[str, str]:
+    """A page whose form POSTs ``fields`` to ``action`` as it loads.
+
+    Returns the page and the CSP source of its one script (``sha256-...``).
+    Every value is HTML-escaped, so the action keeps its query string intact.
+    """
+    inputs = "\n".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+        for name, value in fields.items()
+    )
+    page = _AUTO_POST.format(
+        title=escape(title),
+        action=escape(action),
+        fields=inputs,
+        script=_AUTO_POST_SCRIPT,
+    )
+    digest = hashlib.sha256(_AUTO_POST_SCRIPT.encode("utf-8")).digest()
+    return page, "sha256-" + base64.b64encode(digest).decode("ascii")

@@ -10,6 +10,7 @@ headers without ever returning a silently partial list.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from json import dumps
 from typing import Any
@@ -38,6 +39,33 @@ def where(url: str) -> str:
     """Host and path of ``url``, for logs (no query: it may carry ids)."""
     parts = urlsplit(url)
     return parts.netloc + parts.path
+
+
+_LINK_VALUE = re.compile(
+    r'<([^>]*)>((?:\s*;\s*[^;,=\s]+\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^;,\s]*))?)*)'
+)
+_LINK_PARAM = re.compile(r';\s*([^;,=\s]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*))?')
+
+
+def parse_links(headers: Iterable[str]) -> list[tuple[str, frozenset[str]]]:
+    """(target, relation types) of each link in ``Link`` header values.
+
+    RFC 8288: a header may hold several links, parameters may be quoted
+    strings containing commas or "=", and ``rel`` is a space-separated list
+    of relation types compared case-insensitively ("next last" is a next
+    link). Targets are returned exactly as written.
+    """
+    links = []
+    for header in headers:
+        for match in _LINK_VALUE.finditer(header):
+            relations: frozenset[str] = frozenset()
+            for name, value in _LINK_PARAM.findall(match.group(2)):
+                if name.lower() == "rel" and not relations:
+                    text = value[1:-1] if value.startswith('"') else value
+                    relations = frozenset(text.lower().split())
+            links.append((match.group(1), relations))
+
+    return links
 
 
 def unexpected(url: str, response: httpx.Response, what: str) -> PlatformResponseError:
@@ -148,12 +176,9 @@ class ServiceSession:
 
     def link(self, response: httpx.Response, rel: str, base: str) -> str | None:
         """The ``rel`` link of ``response`` as an absolute URL, or None."""
-        # RFC 8288 3.3: rel is a space-separated list of relation types,
-        # compared case-insensitively ("next last" is a next link too).
-        for link in response.links.values():
-            relations = link.get("rel", "").lower().split()
-            if rel in relations and link.get("url"):
-                return urljoin(base, link["url"])
+        for target, relations in parse_links(response.headers.get_list("link")):
+            if rel in relations:
+                return urljoin(base, target)
 
         return None
 

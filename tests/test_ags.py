@@ -1,13 +1,13 @@
-"""Assignment and Grade Services: scores, scopes, tokens, line items."""
+"""The AGS client: scores, line items, results, scopes, paging, errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import math
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,9 +17,8 @@ import pytest
 from lti_middleware.ags import (
     ActivityProgress,
     AGSClient,
-    GradingProgress,
-    Score,
-    scores_url,
+    LineItem,
+    Result,
 )
 from lti_middleware.config import Registration
 from lti_middleware.exceptions import (
@@ -481,36 +480,77 @@ def test_client_tolerates_missing_or_odd_claim_members(
 
 # Line items
 
+LINEITEM_TYPE = "application/vnd.ims.lis.v2.lineitem+json"
+CONTAINER_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"
+RESULTS_TYPE = "application/vnd.ims.lis.v2.resultcontainer+json"
+RESULT_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
+
+
+def item_json(number: int, **members: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": f"{LINEITEMS_URL}/{number}",
+        "label": f"Item {number}",
+        "scoreMaximum": 10,
+    }
+    item.update(members)
+    return item
+
+
+def answer(status: int = 200, body: Any = None, **headers: str) -> Handler:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body, headers=headers)
+
+    return handle
+
 
 async def test_list_lineitems_with_only_write_scope_requests_write_scope(
     make_client: Callable[..., AGSClient], platform: FakePlatform
 ) -> None:
     # CASE-14: lineitem granted, lineitem.readonly not; the write scope covers it.
-    platform.service = lambda request: httpx.Response(
-        200, json=[{"id": LINEITEM_URL, "label": "Quiz", "scoreMaximum": 10}]
-    )
+    platform.service = answer(body=[item_json(9, label="Quiz")])
     ags = make_client([LINEITEM, SCORE], lineitems=LINEITEMS_URL)
 
     items = await ags.get_lineitems()
 
-    assert [item["label"] for item in items] == ["Quiz"]
+    assert [item.label for item in items] == ["Quiz"]
     assert platform.token_scopes == [LINEITEM]
     request = platform.service_requests[0]
     assert request.method == "GET"
-    assert request.headers["accept"] == (
-        "application/vnd.ims.lis.v2.lineitemcontainer+json"
-    )
+    assert str(request.url) == LINEITEMS_URL
+    assert request.headers["accept"] == CONTAINER_TYPE
 
 
 async def test_list_lineitems_prefers_readonly_scope(
     make_client: Callable[..., AGSClient], platform: FakePlatform
 ) -> None:
-    platform.service = lambda request: httpx.Response(200, json=[])
+    platform.service = answer(body=[])
     ags = make_client([LINEITEM, LINEITEM_READONLY], lineitems=LINEITEMS_URL)
 
-    await ags.get_lineitems()
+    assert await ags.get_lineitems() == []
 
     assert platform.token_scopes == [LINEITEM_READONLY]
+
+
+async def test_list_lineitems_returns_typed_items_with_raw_members(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    extension = "https://canvas.instructure.com/lti/submission_type"
+    platform.service = answer(
+        body=[
+            item_json(
+                1, resourceLinkId="rl-1", tag="quiz", **{extension: {"type": "none"}}
+            )
+        ]
+    )
+    ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL)
+
+    (item,) = await ags.get_lineitems()
+
+    assert isinstance(item, LineItem)
+    assert item.id == LINEITEMS_URL + "/1"
+    assert (item.label, item.score_maximum) == ("Item 1", 10.0)
+    assert (item.resource_link_id, item.tag, item.resource_id) == ("rl-1", "quiz", None)
+    assert item.raw[extension] == {"type": "none"}
 
 
 async def test_score_token_is_not_reused_for_lineitems(
@@ -527,44 +567,66 @@ async def test_score_token_is_not_reused_for_lineitems(
     assert auth == ["Bearer access-1", "Bearer access-2"]
 
 
-async def test_list_lineitems_without_scope_sends_nothing(
+async def test_list_lineitems_reads_201_items_over_pages_of_a_link_header(
     make_client: Callable[..., AGSClient], platform: FakePlatform
 ) -> None:
-    ags = make_client([SCORE], lineitems=LINEITEMS_URL)
+    # CASE-17: D2L pages line items by 200; the next URL is used as given,
+    # found among several links in a header whose name is lower case.
+    page_two = LINEITEMS_URL + "?page=2&per_page=200&cursor=a%2Fb~c"
+    first = LINEITEMS_URL + "?page=1&per_page=200"
 
-    with pytest.raises(ScopeNotGrantedError):
-        await ags.get_lineitems()
+    def pages(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == page_two:
+            return httpx.Response(200, json=[item_json(201)])
+        link = (
+            f'<{first}>; rel="first", <{page_two}>; rel="next", '
+            f'<{LINEITEMS_URL}?page=2&per_page=200>; rel="last"'
+        )
+        items = [item_json(n) for n in range(1, 201)]
+        return httpx.Response(200, json=items, headers=[("link", link)])
 
-    assert platform.token_forms == [] and platform.service_requests == []
+    platform.service = pages
+    ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL)
+
+    items = await ags.get_lineitems()
+
+    assert [item.label for item in items] == [f"Item {n}" for n in range(1, 202)]
+    assert [str(r.url) for r in platform.service_requests] == [LINEITEMS_URL, page_two]
+    assert len(platform.token_forms) == 1
 
 
-async def test_list_lineitems_follows_next_links_and_keeps_filters(
+async def test_list_lineitems_sends_filters_and_keeps_the_container_query(
     make_client: Callable[..., AGSClient], platform: FakePlatform
 ) -> None:
-    page_two = LINEITEMS_URL + "?page=2&tag=quiz"
+    page_two = LINEITEMS_URL + "?page=2"
 
     def pages(request: httpx.Request) -> httpx.Response:
         if request.url.params.get("page") == "2":
-            return httpx.Response(200, json=[{"id": "b"}])
+            return httpx.Response(200, json=[item_json(2)])
         link = f'<{page_two}>; rel="next"'
-        return httpx.Response(200, json=[{"id": "a"}], headers={"Link": link})
+        return httpx.Response(200, json=[item_json(1)], headers={"Link": link})
 
     platform.service = pages
     ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL + "?type_id=1")
 
-    items = await ags.get_lineitems(tag="quiz", limit=1)
+    items = await ags.get_lineitems(
+        resource_link_id="rl 1", resource_id="quiz-1", tag="quiz", limit=1
+    )
 
-    assert [item["id"] for item in items] == ["a", "b"]
+    assert [item.id for item in items] == [LINEITEMS_URL + "/1", LINEITEMS_URL + "/2"]
     urls = [str(r.url) for r in platform.service_requests]
-    assert urls == [LINEITEMS_URL + "?type_id=1&tag=quiz&limit=1", page_two]
+    assert urls == [
+        LINEITEMS_URL
+        + "?type_id=1&resource_link_id=rl+1&resource_id=quiz-1&tag=quiz&limit=1",
+        page_two,
+    ]
 
 
 async def test_list_lineitems_refuses_next_link_to_other_origin(
     make_client: Callable[..., AGSClient], platform: FakePlatform
 ) -> None:
-    link = '<https://elsewhere.example/steal>; rel="next"'
-    platform.service = lambda request: httpx.Response(
-        200, json=[], headers={"Link": link}
+    platform.service = answer(
+        body=[], link='<https://elsewhere.example/steal>; rel="next"'
     )
     ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL)
 
@@ -578,16 +640,13 @@ async def test_list_lineitems_refuses_a_looping_next_link(
     make_client: Callable[..., AGSClient], platform: FakePlatform
 ) -> None:
     page_two = LINEITEMS_URL + "?page=2"
-    link = f'<{page_two}>; rel="next"'
-    platform.service = lambda request: httpx.Response(
-        200, json=[{"id": "a"}], headers={"Link": link}
-    )
+    platform.service = answer(body=[item_json(1)], Link=f'<{page_two}>; rel="next"')
     ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL)
 
     with pytest.raises(PaginationError, match="loops"):
         await ags.get_lineitems()
 
-    assert len(platform.service_requests) == 2
+    assert [str(r.url) for r in platform.service_requests] == [LINEITEMS_URL, page_two]
 
 
 async def test_list_lineitems_refuses_to_pass_the_page_cap(
@@ -596,7 +655,7 @@ async def test_list_lineitems_refuses_to_pass_the_page_cap(
     def endless(request: httpx.Request) -> httpx.Response:
         page = int(request.url.params.get("page", "0")) + 1
         link = f'<{LINEITEMS_URL}?page={page}>; rel="next"'
-        return httpx.Response(200, json=[{"id": str(page)}], headers={"Link": link})
+        return httpx.Response(200, json=[item_json(page)], headers={"Link": link})
 
     platform.service = endless
     ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL)
@@ -607,21 +666,52 @@ async def test_list_lineitems_refuses_to_pass_the_page_cap(
     assert len(platform.service_requests) == MAX_PAGES
 
 
-async def test_list_lineitems_rejects_non_array_answer(
-    make_client: Callable[..., AGSClient], platform: FakePlatform
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"items": []}, "JSON array"),
+        ([item_json(1), "two"], "JSON object"),
+        ([{"label": "No id", "scoreMaximum": 1}], "no id"),
+        ([item_json(1, scoreMaximum=None)], "scoreMaximum"),
+    ],
+)
+async def test_list_lineitems_refuses_a_body_that_is_not_line_items(
+    make_client: Callable[..., AGSClient],
+    platform: FakePlatform,
+    body: Any,
+    problem: str,
 ) -> None:
-    platform.service = lambda request: httpx.Response(200, json={"items": []})
+    platform.service = answer(body=body)
     ags = make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL)
 
-    with pytest.raises(PlatformResponseError, match="JSON array"):
+    with pytest.raises(PlatformResponseError, match=problem) as caught:
         await ags.get_lineitems()
+
+    assert caught.value.status == 200
+    assert json.loads(caught.value.body) == body
+
+
+async def test_get_lineitem_reads_one_item_at_its_url(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    url = MOODLE_LINEITEM + "?type_id=1"
+    platform.service = answer(body=item_json(7, id=url, gradesReleased=False))
+    ags = make_client([LINEITEM_READONLY], lineitem=url)
+
+    item = await ags.get_lineitem(url)
+
+    assert (item.id, item.grades_released) == (url, False)
+    request = platform.service_requests[0]
+    assert (request.method, str(request.url)) == ("GET", url)
+    assert request.headers["accept"] == LINEITEM_TYPE
+    assert platform.token_scopes == [LINEITEM_READONLY]
 
 
 async def test_create_lineitem_posts_lineitem_media_type(
     make_client: Callable[..., AGSClient], platform: FakePlatform
 ) -> None:
     created = {"id": LINEITEMS_URL + "/12", "label": "Essay", "scoreMaximum": 20}
-    platform.service = lambda request: httpx.Response(201, json=created)
+    platform.service = answer(201, created)
     ags = make_client([LINEITEM], lineitems=LINEITEMS_URL)
 
     item = await ags.create_lineitem(
@@ -630,21 +720,35 @@ async def test_create_lineitem_posts_lineitem_media_type(
         resource_link_id="rl-1",
         tag="essay",
         end_date_time=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        grades_released=True,
     )
 
-    assert item == created
+    assert item == LineItem.from_json(created)
     request = platform.service_requests[0]
-    lineitem_type = "application/vnd.ims.lis.v2.lineitem+json"
-    assert request.headers["content-type"] == lineitem_type
-    assert request.headers["accept"] == lineitem_type
+    assert (request.method, str(request.url)) == ("POST", LINEITEMS_URL)
+    assert request.headers["content-type"] == LINEITEM_TYPE
+    assert request.headers["accept"] == LINEITEM_TYPE
     assert sent_json(request) == {
         "label": "Essay",
         "scoreMaximum": 20,
         "resourceLinkId": "rl-1",
         "tag": "essay",
         "endDateTime": "2024-05-01T12:00:00.000000Z",
+        "gradesReleased": True,
     }
     assert platform.token_scopes == [LINEITEM]
+
+
+async def test_create_lineitem_refuses_an_answer_without_id(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    platform.service = answer(201, {"label": "Essay", "scoreMaximum": 20})
+    ags = make_client([LINEITEM], lineitems=LINEITEMS_URL)
+
+    with pytest.raises(PlatformResponseError, match="no id") as caught:
+        await ags.create_lineitem(label="Essay", score_maximum=20)
+
+    assert caught.value.status == 201
 
 
 @pytest.mark.parametrize(
@@ -679,190 +783,451 @@ async def test_create_lineitem_needs_write_scope_and_container(
     assert platform.token_forms == []
 
 
-# The score serializer (CASE-15)
+async def test_update_lineitem_puts_the_whole_item_to_its_id(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    url = MOODLE_LINEITEM + "?type_id=1"
+    extension = "https://moodle.example/ext/grade_type"
+    received = item_json(7, id=url, tag="quiz", **{extension: "points"})
+    ags = make_client([LINEITEM], lineitem=url)
+    item = LineItem.from_json(received)
+    platform.service = lambda request: httpx.Response(200, content=request.content)
+
+    updated = await ags.update_lineitem(dataclasses.replace(item, label="Quiz (v2)"))
+
+    assert updated.label == "Quiz (v2)" and updated.id == url
+    request = platform.service_requests[0]
+    assert (request.method, str(request.url)) == ("PUT", url)
+    assert request.headers["content-type"] == LINEITEM_TYPE
+    assert request.headers["accept"] == LINEITEM_TYPE
+    assert sent_json(request) == {**received, "label": "Quiz (v2)"}
+    assert platform.token_scopes == [LINEITEM]
 
 
-def test_score_rejects_naive_timestamp() -> None:
-    with pytest.raises(ScoreError, match="no time zone"):
-        Score(
-            user_id="u-1",
-            score_given=7,
-            score_maximum=10,
-            timestamp=datetime(2024, 4, 7, 13, 26, 14, 786962),
+async def test_update_lineitem_with_an_empty_answer_returns_the_item_sent(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    platform.service = lambda request: httpx.Response(204)
+    ags = make_client([LINEITEM], lineitems=LINEITEMS_URL)
+    item = LineItem(id=LINEITEMS_URL + "/3", label="Lab", score_maximum=5)
+
+    assert await ags.update_lineitem(item) is item
+
+
+async def test_update_lineitem_checks_the_item_before_any_request(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    ags = make_client([LINEITEM], lineitems=LINEITEMS_URL)
+
+    with pytest.raises(ServiceError, match="no id"):
+        await ags.update_lineitem(LineItem(label="Lab", score_maximum=5))
+    with pytest.raises(ScoreError, match="label"):
+        await ags.update_lineitem(
+            LineItem(id=LINEITEMS_URL + "/3", label="", score_maximum=5)
+        )
+    with pytest.raises(ScopeNotGrantedError):
+        await make_client([LINEITEM_READONLY], lineitems=LINEITEMS_URL).update_lineitem(
+            LineItem(id=LINEITEMS_URL + "/3", label="Lab", score_maximum=5)
         )
 
-
-def test_score_default_timestamp_is_now_utc_with_offset() -> None:
-    before = datetime.now(UTC)
-
-    stamp = Score(user_id="u-1", score_given=7, score_maximum=10).to_json()["timestamp"]
-
-    assert TIMESTAMP.match(stamp)
-    parsed = datetime.fromisoformat(stamp)
-    assert parsed.utcoffset() == timedelta(0)
-    assert before <= parsed <= datetime.now(UTC)
+    assert platform.token_forms == [] and platform.service_requests == []
 
 
-def test_score_timestamp_keeps_sub_second_precision_on_whole_seconds() -> None:
-    score = Score(user_id="u-1", timestamp=datetime(2024, 4, 7, 13, 26, 14, tzinfo=UTC))
+async def test_delete_lineitem_deletes_at_its_url(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    platform.service = lambda request: httpx.Response(204)
+    ags = make_client([LINEITEM], lineitems=LINEITEMS_URL)
+    item = LineItem.from_json(item_json(4))
 
-    assert score.to_json()["timestamp"] == "2024-04-07T13:26:14.000000Z"
+    assert await ags.delete_lineitem(item) is None
+    await ags.delete_lineitem(LINEITEMS_URL + "/5?type_id=1")
 
-
-def test_score_timestamp_with_offset_is_sent_as_the_same_instant() -> None:
-    paris = timezone(timedelta(hours=2))
-    score = Score(
-        user_id="u-1", timestamp=datetime(2024, 4, 7, 15, 0, 0, 5, tzinfo=paris)
-    )
-
-    stamp = score.to_json()["timestamp"]
-
-    assert stamp == "2024-04-07T13:00:00.000005Z"
-    assert TIMESTAMP.match(stamp)
-
-
-def test_score_given_without_maximum_fails() -> None:
-    with pytest.raises(ScoreError, match="score_maximum"):
-        Score(user_id="u-1", score_given=7, score_maximum=None)
-
-
-@pytest.mark.parametrize(
-    ("given", "maximum", "problem"),
-    [
-        (-1, 10, ">= 0"),
-        ("7", 10, "number"),
-        (True, 10, "number"),
-        (math.nan, 10, "finite"),
-        (math.inf, 10, "finite"),
-        (7, 0, "> 0"),
-        (7, -10, "> 0"),
-        (7, "10", "number"),
-        (None, False, "number"),
-    ],
-)
-def test_score_numbers_are_validated(given: Any, maximum: Any, problem: str) -> None:
-    with pytest.raises(ScoreError, match=problem):
-        Score(user_id="u-1", score_given=given, score_maximum=maximum)
-
-
-def test_score_allows_zero_and_extra_credit() -> None:
-    assert (
-        Score(user_id="u-1", score_given=0, score_maximum=10).to_json()["scoreGiven"]
-        == 0
-    )
-    assert (
-        Score(user_id="u-1", score_given=12.5, score_maximum=10).to_json()["scoreGiven"]
-        == 12.5
-    )
-
-
-@pytest.mark.parametrize("user_id", ["", "   ", None, 42])
-def test_score_needs_user_id(user_id: Any) -> None:
-    with pytest.raises(ScoreError, match="user_id"):
-        Score(user_id=user_id)
-
-
-@pytest.mark.parametrize(
-    ("activity", "grading"),
-    [
-        ("completed", "FullyGraded"),
-        ("Completed", "Graded"),
-        (GradingProgress.FAILED, "Failed"),
-    ],
-)
-def test_score_progress_values_must_be_spec_values(activity: Any, grading: Any) -> None:
-    with pytest.raises(ScoreError):
-        Score(user_id="u-1", activity_progress=activity, grading_progress=grading)
-
-
-def test_progress_enums_have_exact_spec_values() -> None:
-    assert [a.value for a in ActivityProgress] == [
-        "Initialized",
-        "Started",
-        "InProgress",
-        "Submitted",
-        "Completed",
+    requests = [(r.method, str(r.url)) for r in platform.service_requests]
+    assert requests == [
+        ("DELETE", LINEITEMS_URL + "/4"),
+        ("DELETE", LINEITEMS_URL + "/5?type_id=1"),
     ]
-    assert [g.value for g in GradingProgress] == [
-        "FullyGraded",
-        "Pending",
-        "PendingManual",
-        "Failed",
-        "NotReady",
-    ]
-
-
-def test_score_accepts_progress_strings_and_stores_enums() -> None:
-    score = Score(
-        user_id="u-1", activity_progress="InProgress", grading_progress="NotReady"
-    )
-
-    assert score.activity_progress is ActivityProgress.IN_PROGRESS
-    assert score.grading_progress is GradingProgress.NOT_READY
-
-
-def test_score_optional_members_serialize_in_spec_names() -> None:
-    started = datetime(2024, 4, 7, 12, 0, tzinfo=UTC)
-    score = Score(
-        user_id="u-1",
-        score_given=3,
-        score_maximum=4,
-        comment="ok",
-        scoring_user_id="teacher-9",
-        started_at=started,
-        submitted_at=started + timedelta(minutes=30),
-        extensions={"https://tool.example/ext/attempts": 2},
-    )
-
-    body = score.to_json()
-
-    assert body["scoringUserId"] == "teacher-9"
-    assert body["submission"] == {
-        "startedAt": "2024-04-07T12:00:00.000000Z",
-        "submittedAt": "2024-04-07T12:30:00.000000Z",
-    }
-    assert body["https://tool.example/ext/attempts"] == 2
-    assert body["comment"] == "ok"
-
-
-def test_score_omits_absent_optional_members() -> None:
-    body = Score(user_id="u-1").to_json()
-
-    assert set(body) == {"userId", "activityProgress", "gradingProgress", "timestamp"}
-
-
-@pytest.mark.parametrize("key", ["attempts", "urn:x:attempts", "/ext/attempts"])
-def test_score_extension_keys_must_be_full_urls(key: str) -> None:
-    with pytest.raises(ScoreError, match="full URL"):
-        Score(user_id="u-1", extensions={key: 1})
-
-
-def test_score_rejects_naive_submission_times() -> None:
-    with pytest.raises(ScoreError, match="submitted_at"):
-        Score(user_id="u-1", submitted_at=datetime(2024, 4, 7, 12, 0))
-
-
-def test_score_is_frozen() -> None:
-    score = Score(user_id="u-1")
-
-    with pytest.raises(AttributeError):
-        score.user_id = "u-2"  # type: ignore[misc]
-
-
-# scores_url
+    assert platform.token_scopes == [LINEITEM]
 
 
 @pytest.mark.parametrize(
-    ("lineitem", "expected"),
-    [
-        (LINEITEM_URL, LINEITEM_URL + "/scores"),
-        (LINEITEM_URL + "/", LINEITEM_URL + "/scores"),
-        (MOODLE_LINEITEM + "?type_id=1", MOODLE_LINEITEM + "/scores?type_id=1"),
-        (
-            "https://lms.example.edu/lineitems/7/?a=1&b=2",
-            "https://lms.example.edu/lineitems/7/scores?a=1&b=2",
+    "operation",
+    ["get_lineitem", "update_lineitem", "delete_lineitem", "get_results", "post_score"],
+)
+async def test_a_line_item_elsewhere_gets_no_access_token(
+    make_client: Callable[..., AGSClient], platform: FakePlatform, operation: str
+) -> None:
+    # An item's id (or a result's scoreOf) from a listing is still a URL the
+    # platform chose: only the launch's service origins get the token.
+    ags = make_client(
+        [LINEITEM, RESULT_READONLY, SCORE], lineitems=LINEITEMS_URL, lineitem=None
+    )
+    item = LineItem(
+        id="https://attacker.example/lineitems/1", label="X", score_maximum=1
+    )
+    calls: dict[str, Callable[[], Any]] = {
+        "get_lineitem": lambda: ags.get_lineitem(item),
+        "update_lineitem": lambda: ags.update_lineitem(item),
+        "delete_lineitem": lambda: ags.delete_lineitem(item),
+        "get_results": lambda: ags.get_results(item),
+        "post_score": lambda: ags.post_score(
+            score_given=1, score_maximum=1, lineitem=item
         ),
+    }
+
+    with pytest.raises(ServiceError, match="refusing to send an access token"):
+        await calls[operation]()
+
+    assert platform.token_forms == [] and platform.service_requests == []
+
+
+# get_or_create_lineitem
+
+
+async def test_get_or_create_returns_the_one_matching_item(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    platform.service = answer(body=[item_json(3, resourceId="quiz-1", tag="quiz")])
+    ags = make_client([LINEITEM], lineitems=LINEITEMS_URL)
+
+    item = await ags.get_or_create_lineitem(
+        resource_id="quiz-1", tag="quiz", label="Quiz", score_maximum=10
+    )
+
+    assert item.id == LINEITEMS_URL + "/3"
+    (request,) = platform.service_requests
+    assert str(request.url) == LINEITEMS_URL + "?resource_id=quiz-1&tag=quiz"
+    assert platform.token_scopes == [LINEITEM]
+
+
+async def test_get_or_create_creates_when_none_matches(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    created = item_json(8, resourceId="quiz-1", label="Quiz")
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            # This platform ignores filters: the other item must not be taken.
+            return httpx.Response(200, json=[item_json(2, resourceId="quiz-2")])
+        return httpx.Response(201, json=created)
+
+    platform.service = handle
+    ags = make_client([LINEITEM, LINEITEM_READONLY], lineitems=LINEITEMS_URL)
+
+    item = await ags.get_or_create_lineitem(
+        resource_id="quiz-1", label="Quiz", score_maximum=10
+    )
+
+    assert item.id == created["id"]
+    get, post = platform.service_requests
+    assert str(get.url) == LINEITEMS_URL + "?resource_id=quiz-1"
+    assert (post.method, str(post.url)) == ("POST", LINEITEMS_URL)
+    assert sent_json(post) == {
+        "label": "Quiz",
+        "scoreMaximum": 10,
+        "resourceId": "quiz-1",
+    }
+    assert platform.token_scopes == [LINEITEM_READONLY, LINEITEM]
+
+
+async def test_get_or_create_refuses_to_guess_between_several(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    platform.service = answer(
+        body=[item_json(3, tag="quiz"), item_json(4, tag="quiz"), item_json(5)]
+    )
+    ags = make_client([LINEITEM], lineitems=LINEITEMS_URL)
+
+    with pytest.raises(ServiceError, match="2 line items match") as caught:
+        await ags.get_or_create_lineitem(tag="quiz", label="Quiz", score_maximum=10)
+
+    assert LINEITEMS_URL + "/3" in str(caught.value)
+    assert LINEITEMS_URL + "/4" in str(caught.value)
+    assert LINEITEMS_URL + "/5" not in str(caught.value)
+    assert [r.method for r in platform.service_requests] == ["GET"]
+
+
+async def test_get_or_create_needs_a_key_and_the_write_scope(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    with pytest.raises(ScoreError, match="resource_id or tag"):
+        await make_client([LINEITEM], lineitems=LINEITEMS_URL).get_or_create_lineitem(
+            label="Quiz", score_maximum=10
+        )
+    # Only read-only granted: it may have to create, so nothing is sent.
+    readonly = make_client([LINEITEM_READONLY, SCORE], lineitems=LINEITEMS_URL)
+    with pytest.raises(ScopeNotGrantedError) as caught:
+        await readonly.get_or_create_lineitem(tag="q", label="Quiz", score_maximum=10)
+
+    assert caught.value.scope == LINEITEM
+    assert platform.token_forms == [] and platform.service_requests == []
+
+
+# Results
+
+
+def result_json(user: str, score: float, **members: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "id": f"{LINEITEM_URL}/results/{user}",
+        "scoreOf": LINEITEM_URL,
+        "userId": user,
+        "resultScore": score,
+        "resultMaximum": 10,
+    }
+    result.update(members)
+    return result
+
+
+async def test_get_results_reads_the_launch_line_items_results(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    platform.service = answer(
+        body=[result_json("u-1", 7, comment="Good"), result_json("u-2", 3)]
+    )
+    ags = make_client([RESULT_READONLY, LINEITEM, SCORE])
+
+    results = await ags.get_results()
+
+    assert [(r.user_id, r.result_score, r.comment) for r in results] == [
+        ("u-1", 7.0, "Good"),
+        ("u-2", 3.0, None),
+    ]
+    assert all(isinstance(r, Result) for r in results)
+    assert results[0].score_of == LINEITEM_URL
+    request = platform.service_requests[0]
+    assert (request.method, str(request.url)) == ("GET", LINEITEM_URL + "/results")
+    assert request.headers["accept"] == RESULTS_TYPE
+    assert platform.token_scopes == [RESULT_READONLY]
+
+
+async def test_get_results_keeps_the_line_item_query_and_adds_filters(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    url = MOODLE_LINEITEM + "?type_id=1"
+    platform.service = answer(body=[result_json("u-1", 7)])
+    ags = make_client([RESULT_READONLY], lineitem=url, lineitems=LINEITEMS_URL)
+
+    await ags.get_results(user_id="u-1", limit=50)
+    await ags.get_results(LineItem.from_json(item_json(4)))
+
+    urls = [str(r.url) for r in platform.service_requests]
+    assert urls == [
+        MOODLE_LINEITEM + "/results?type_id=1&user_id=u-1&limit=50",
+        LINEITEMS_URL + "/4/results",
+    ]
+
+
+async def test_get_results_reads_every_page(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    page_two = LINEITEM_URL + "/results?limit=2&page=2"
+
+    def pages(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == page_two:
+            return httpx.Response(200, json=[result_json("u-3", 1)])
+        link = (
+            f'<{page_two}>; rel="next", <{LINEITEM_URL}/results?limit=2>; rel="first"'
+        )
+        body = [result_json("u-1", 7), result_json("u-2", 3)]
+        return httpx.Response(200, json=body, headers={"LINK": link})
+
+    platform.service = pages
+    ags = make_client([RESULT_READONLY])
+
+    results = await ags.get_results(limit=2)
+
+    assert [r.user_id for r in results] == ["u-1", "u-2", "u-3"]
+    urls = [str(r.url) for r in platform.service_requests]
+    assert urls == [LINEITEM_URL + "/results?limit=2", page_two]
+
+
+async def test_get_results_refuses_a_result_without_user(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    platform.service = answer(body=[{"resultScore": 1}])
+
+    with pytest.raises(PlatformResponseError, match="userId"):
+        await make_client([RESULT_READONLY]).get_results()
+
+
+async def test_get_results_needs_a_line_item_and_its_scope(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    with pytest.raises(ServiceError, match="no line item"):
+        await make_client([RESULT_READONLY], lineitem=None).get_results()
+    with pytest.raises(ScopeNotGrantedError) as caught:
+        await make_client([LINEITEM, LINEITEM_READONLY, SCORE]).get_results()
+
+    assert caught.value.scope == RESULT_READONLY
+    assert platform.token_forms == [] and platform.service_requests == []
+
+
+# Scope selection and platform errors, for every operation
+
+Operation = Callable[[AGSClient], Any]
+OPERATIONS: dict[str, Operation] = {
+    "get_lineitems": lambda ags: ags.get_lineitems(),
+    "get_lineitem": lambda ags: ags.get_lineitem(LINEITEM_URL),
+    "create_lineitem": lambda ags: ags.create_lineitem(label="Q", score_maximum=1),
+    "update_lineitem": lambda ags: ags.update_lineitem(
+        LineItem(id=LINEITEM_URL, label="Q", score_maximum=1)
+    ),
+    "delete_lineitem": lambda ags: ags.delete_lineitem(LINEITEM_URL),
+    "get_or_create_lineitem": lambda ags: ags.get_or_create_lineitem(
+        tag="q", label="Q", score_maximum=1
+    ),
+    "get_results": lambda ags: ags.get_results(),
+    "post_score": lambda ags: ags.post_score(score_given=1, score_maximum=1),
+}
+#: What each operation answers with on success.
+SUCCESS: dict[str, Any] = {
+    "get_lineitems": [],
+    "get_lineitem": item_json(9),
+    "create_lineitem": item_json(9),
+    "update_lineitem": item_json(9),
+    "delete_lineitem": None,
+    "get_or_create_lineitem": [item_json(9, tag="q")],
+    "get_results": [],
+    "post_score": None,
+}
+ALL = (LINEITEM, LINEITEM_READONLY, RESULT_READONLY, SCORE)
+
+
+@pytest.mark.parametrize(
+    ("operation", "granted", "requested"),
+    [
+        ("get_lineitems", ALL, LINEITEM_READONLY),
+        ("get_lineitems", (LINEITEM,), LINEITEM),
+        ("get_lineitem", ALL, LINEITEM_READONLY),
+        ("get_lineitem", (LINEITEM, SCORE), LINEITEM),
+        ("create_lineitem", ALL, LINEITEM),
+        ("update_lineitem", ALL, LINEITEM),
+        ("delete_lineitem", ALL, LINEITEM),
+        ("get_or_create_lineitem", (LINEITEM,), LINEITEM),
+        ("get_results", ALL, RESULT_READONLY),
+        ("post_score", ALL, SCORE),
     ],
 )
-def test_scores_url_adds_to_path_and_keeps_query(lineitem: str, expected: str) -> None:
-    assert scores_url(lineitem) == expected
+async def test_each_operation_asks_for_exactly_one_granted_scope(
+    make_client: Callable[..., AGSClient],
+    platform: FakePlatform,
+    operation: str,
+    granted: tuple[str, ...],
+    requested: str,
+) -> None:
+    platform.service = answer(body=SUCCESS[operation])
+    ags = make_client(granted, lineitems=LINEITEMS_URL)
+
+    await OPERATIONS[operation](ags)
+
+    assert set(platform.token_scopes) == {requested}
+    assert platform.service_requests
+
+
+@pytest.mark.parametrize(
+    ("operation", "granted"),
+    [
+        ("get_lineitems", (SCORE, RESULT_READONLY)),
+        ("get_lineitem", (SCORE,)),
+        ("create_lineitem", (LINEITEM_READONLY, SCORE)),
+        ("update_lineitem", (LINEITEM_READONLY,)),
+        ("delete_lineitem", (LINEITEM_READONLY, RESULT_READONLY)),
+        ("get_or_create_lineitem", (LINEITEM_READONLY,)),
+        ("get_results", (LINEITEM, LINEITEM_READONLY, SCORE)),
+        ("post_score", (LINEITEM, RESULT_READONLY)),
+        ("get_lineitems", ()),
+    ],
+)
+async def test_an_operation_without_its_scope_sends_nothing(
+    make_client: Callable[..., AGSClient],
+    platform: FakePlatform,
+    operation: str,
+    granted: tuple[str, ...],
+) -> None:
+    ags = make_client(granted, lineitems=LINEITEMS_URL)
+
+    with pytest.raises(ScopeNotGrantedError, match="scope_not_granted"):
+        await OPERATIONS[operation](ags)
+
+    assert platform.token_forms == [] and platform.service_requests == []
+
+
+PLATFORM_ERRORS = [
+    pytest.param(
+        400,
+        '{"error": "invalid_request", "error_description": "bad line item"}',
+        "application/json",
+        id="400-oauth-json",
+    ),
+    pytest.param(
+        403,
+        '{"error": "insufficient_scope", "error_description": "needs lineitem"}',
+        "application/json",
+        id="403-oauth-json",
+    ),
+    pytest.param(
+        404, '{"errors": [{"message": "not found"}]}', "application/json", id="404"
+    ),
+    pytest.param(500, "<html>Internal Server Error</html>", "text/html", id="500"),
+    pytest.param(503, "", "text/plain", id="503-empty"),
+]
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+@pytest.mark.parametrize(("status", "body", "content_type"), PLATFORM_ERRORS)
+async def test_platform_error_answers_carry_status_and_body(
+    make_client: Callable[..., AGSClient],
+    platform: FakePlatform,
+    operation: str,
+    status: int,
+    body: str,
+    content_type: str,
+) -> None:
+    platform.service = lambda request: httpx.Response(
+        status, text=body, headers={"Content-Type": content_type}
+    )
+    ags = make_client(ALL, lineitems=LINEITEMS_URL)
+
+    with pytest.raises(PlatformResponseError) as caught:
+        await OPERATIONS[operation](ags)
+
+    error = caught.value
+    assert (error.status, error.body) == (status, body)
+    assert error.url == str(platform.service_requests[0].url)
+    assert str(status) in str(error)
+    assert "access-1" not in str(error)
+    assert len(platform.service_requests) == 1
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        "get_lineitems",
+        "get_lineitem",
+        "create_lineitem",
+        "update_lineitem",
+        "get_or_create_lineitem",
+        "get_results",
+    ],
+)
+async def test_a_2xx_answer_that_is_not_json_is_an_error(
+    make_client: Callable[..., AGSClient], platform: FakePlatform, operation: str
+) -> None:
+    platform.service = lambda request: httpx.Response(
+        200, text="<html>Log in</html>", headers={"Content-Type": "text/html"}
+    )
+    ags = make_client(ALL, lineitems=LINEITEMS_URL)
+
+    with pytest.raises(PlatformResponseError) as caught:
+        await OPERATIONS[operation](ags)
+
+    assert (caught.value.status, caught.value.body) == (200, "<html>Log in</html>")
+
+
+def test_documents_are_still_importable_from_ags() -> None:
+    from lti_middleware import ags, scores
+
+    for name in ("Score", "ActivityProgress", "GradingProgress", "scores_url"):
+        assert getattr(ags, name) is getattr(scores, name)
+    assert (ags.LineItem, ags.Result) == (scores.LineItem, scores.Result)

@@ -295,3 +295,16 @@ def test_settings_table_without_its_plugin_fails_at_start_up() -> None:
 
     assert error.value.key == "plugins.redis"
     assert "load_entry_points=True" in str(error.value)
+
+
+@pytest.mark.parametrize("stored", ["{}", "[]", "null", "not json", '{"issuer": 1}'])
+async def test_corrupt_launch_record_is_not_found_not_a_crash(
+    tool: ToolClient, stored: str
+) -> None:
+    await tool.middleware.launches.save("corrupt", stored, 60)
+
+    response = await tool.http.get(
+        "/app", params={"lti_launch": "corrupt"}, headers={"accept": "application/json"}
+    )
+
+    assert_refused(response, "launch_not_found")

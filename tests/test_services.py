@@ -24,12 +24,27 @@ def link_of(header: str, rel: str) -> str | None:
         '<https://lms.example.edu/api/items?page=2>; rel="next last"',
         '<https://lms.example.edu/api/items?page=2>; rel="NEXT"',
         '<https://lms.example.edu/api/items?page=1>; rel="first", '
-        '<https://lms.example.edu/api/items?page=2>; rel=next',
-        "</api/items?page=2>; rel=\"next\"",
+        "<https://lms.example.edu/api/items?page=2>; rel=next",
+        '</api/items?page=2>; rel="next"',
+        '<https://lms.example.edu/api/items?page=2>; title="a=b"; rel="next"',
+        '<https://lms.example.edu/api/items?page=1>; title="a, b"; rel="first",'
+        ' <https://lms.example.edu/api/items?page=2>; rel="next"',
     ],
 )
 def test_next_link_is_found_in_every_spelling(header: str) -> None:
     assert link_of(header, "next") == "https://lms.example.edu/api/items?page=2"
+
+
+def test_links_in_several_headers_are_all_read() -> None:
+    session = ServiceSession.__new__(ServiceSession)
+    headers = [
+        ("Link", '<https://lms.example.edu/api/items?page=1>; rel="first"'),
+        ("LINK", '<https://lms.example.edu/api/items?page=2>; rel="next"'),
+    ]
+    response = httpx.Response(200, headers=headers, request=httpx.Request("GET", BASE))
+    assert session.link(response, "next", BASE) == (
+        "https://lms.example.edu/api/items?page=2"
+    )
 
 
 def test_absent_relation_is_none() -> None:

@@ -10,11 +10,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from . import ags, auth, tokens
+from . import ags, auth, deep_linking, lineitems, tokens
+from .deep_linking import course_settings
+from .nrps import NRPSService
 from .pages import render_gradebook, render_home
 from .settings import (
     AGS_PATH,
     AUTH_PATH,
+    DEEP_LINKING_RETURN_PATH,
     GRADEBOOK_PATH,
     KEY_SET_PATH,
     LAUNCH_PATH,
@@ -42,16 +45,22 @@ def create_platform(
     key_set = ToolKeySet(settings.tool_jwks_url, state, client=http_client)
 
     def bind(handler: Handler) -> Endpoint:
+        # Handlers see the course as it is now, deep-linked links included.
         async def endpoint(request: Request) -> Response:
-            return await handler(request, settings, state)
+            return await handler(request, course_settings(settings, state), state)
 
         return endpoint
 
     async def home(request: Request) -> Response:
-        return HTMLResponse(render_home(settings))
+        course = course_settings(settings, state)
+        return HTMLResponse(render_home(course, state.placed_content))
 
     async def gradebook(request: Request) -> Response:
-        return HTMLResponse(render_gradebook(settings, state))
+        return HTMLResponse(render_gradebook(course_settings(settings, state), state))
+
+    async def deep_linking_return(request: Request) -> Response:
+        course = course_settings(settings, state)
+        return await deep_linking.receive_response(request, course, state, key_set)
 
     async def key_set_document(request: Request) -> Response:
         return JSONResponse({"keys": [settings.signing_key.public_jwk()]})
@@ -70,13 +79,21 @@ def create_platform(
         Route(AUTH_PATH, bind(auth.authorize), methods=["GET", "POST"]),
         Route(KEY_SET_PATH, key_set_document, methods=["GET"]),
         Route(TOKEN_PATH, token, methods=["POST"]),
-        Route(line_items, bind(ags.get_line_items), methods=["GET"]),
-        Route(line_item, bind(ags.get_line_item), methods=["GET"]),
+        Route(line_items, bind(lineitems.get_line_items), methods=["GET"]),
+        Route(line_items, bind(lineitems.create_line_item), methods=["POST"]),
+        Route(line_item, bind(lineitems.get_line_item), methods=["GET"]),
+        Route(line_item, bind(lineitems.put_line_item), methods=["PUT"]),
+        Route(line_item, bind(lineitems.delete_line_item), methods=["DELETE"]),
         Route(line_item + "/scores", bind(ags.post_score), methods=["POST"]),
+        Route(line_item + "/results", bind(ags.get_results), methods=["GET"]),
         Route(GRADEBOOK_PATH, gradebook, methods=["GET"]),
         Route(STATS_PATH, stats, methods=["GET"]),
+        Route(DEEP_LINKING_RETURN_PATH, deep_linking_return, methods=["POST"]),
     ]
+    nrps = NRPSService(settings, state)
+    routes.extend(nrps.routes())
     app = Starlette(routes=routes)
+    app.state.nrps = nrps
     app.state.platform = state
     app.state.settings = settings
 

@@ -19,10 +19,11 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..claims import RESOURCE_LINK_REQUEST
 from .forms import FormError, read_params
 from .idtoken import build_claims, sign_id_token
 from .pages import render_error, render_form_post
-from .settings import PlatformSettings
+from .settings import INSTRUCTOR, PlatformSettings
 from .state import LaunchIntent, PlatformState, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ async def start_login(
         message = "Unknown user_id or resource_link_id; start from the home page."
         return HTMLResponse(render_error("Cannot launch", message), status_code=404)
 
+    if link.message_type != RESOURCE_LINK_REQUEST and INSTRUCTOR not in user.roles:
+        message = "Only instructors may add content to the course."
+        return HTMLResponse(render_error("Cannot launch", message), status_code=403)
+
     now = settings.clock()
     intent = state.issue_intent(
         user.id, link.id, expires_at=now + settings.hint_lifetime, now=now
@@ -65,7 +70,8 @@ async def start_login(
     params = {
         "iss": settings.issuer,
         "login_hint": intent.login_hint,
-        "target_link_uri": settings.tool_target_link_uri,
+        # A link placed by deep linking opens at the URL the tool gave it.
+        "target_link_uri": link.url or settings.tool_target_link_uri,
         "client_id": settings.client_id,
         "lti_deployment_id": settings.deployment_id,
         "lti_message_hint": intent.message_hint,

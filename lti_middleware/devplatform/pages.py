@@ -6,12 +6,13 @@ included: user names, comments and tool-sent text are untrusted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from urllib.parse import urlencode
 
-from .settings import PlatformSettings
-from .state import PlatformState
+from .ags import line_items
+from .settings import DEEP_LINKING_LINK_ID, INSTRUCTOR, DevUser, PlatformSettings
+from .state import LineItemRecord, PlacedContent, PlatformState
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:60em}"
@@ -27,8 +28,14 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def render_home(settings: PlatformSettings) -> str:
-    """The user list, with a launch link per user and resource link."""
+def render_home(
+    settings: PlatformSettings, content: Sequence[PlacedContent] = ()
+) -> str:
+    """The user list, with a launch link per user and resource link.
+
+    After them: the deep-linking link for each instructor and the ``content``
+    tools placed by deep linking.
+    """
     sections = []
     for link in settings.resource_links:
         items = []
@@ -47,8 +54,54 @@ def render_home(settings: PlatformSettings) -> str:
         f"<code>{escape(settings.client_id)}</code>.</p>"
     )
     gradebook = f'<p><a href="{escape(settings.gradebook_url)}">Gradebook</a></p>'
+    gradebook += f'<p><a href="{escape(settings.roster_url)}">Roster</a></p>'
+
+    sections.append(_deep_linking_section(settings, content))
 
     return _page(settings.platform_name, intro + "\n".join(sections) + gradebook)
+
+
+def _deep_linking_section(
+    settings: PlatformSettings, content: Sequence[PlacedContent]
+) -> str:
+    items = []
+    for user in settings.users:
+        if INSTRUCTOR not in user.roles:
+            continue
+        target = {"user_id": user.id, "resource_link_id": DEEP_LINKING_LINK_ID}
+        href = f"{settings.launch_url}?{urlencode(target)}"
+        label = f"Add content (deep linking) as {user.name}"
+        items.append(f'<li><a href="{escape(href)}">{escape(label)}</a></li>')
+    for placed in content:
+        # Tool-sent HTML is shown as text, never rendered: it is untrusted.
+        shown = placed.url if placed.html is None else placed.html
+        items.append(
+            f"<li>{escape(placed.type)}: {escape(placed.title)} "
+            f"<code>{escape(shown or '')}</code></li>"
+        )
+
+    return "<h2>Course content</h2>\n<ul>\n" + "\n".join(items) + "\n</ul>"
+
+
+def render_deep_linking_result(
+    settings: PlatformSettings,
+    placed: Sequence[str],
+    *,
+    msg: str | None,
+    errormsg: str | None,
+) -> str:
+    """What a deep-linking response placed, with the tool's messages."""
+    lines = [f"<li>{escape(title)}</li>" for title in placed]
+    body = f"<p>{len(placed)} item(s) placed in the course.</p>"
+    if lines:
+        body += "\n<ul>\n" + "\n".join(lines) + "\n</ul>"
+    if msg:
+        body += f'\n<p class="msg">The tool says: {escape(msg)}</p>'
+    if errormsg:
+        body += f'\n<p class="errormsg">The tool reports: {escape(errormsg)}</p>'
+    body += f'\n<p><a href="{escape(settings.home_url)}">Home</a></p>'
+
+    return _page("Deep linking", body)
 
 
 def render_gradebook(settings: PlatformSettings, state: PlatformState) -> str:
@@ -58,10 +111,10 @@ def render_gradebook(settings: PlatformSettings, state: PlatformState) -> str:
         "<th>Grading</th><th>Timestamp</th></tr>"
     )
     tables = []
-    for link in settings.resource_links:
+    for item in line_items(settings, state).values():
         rows = []
         for user in settings.users:
-            score = state.scores.get((link.line_item_id, user.id))
+            score = state.scores.get((item.id, user.id))
             if score is None:
                 cells: Iterable[str] = (user.name, "", "", "", "", "")
             else:
@@ -74,15 +127,71 @@ def render_gradebook(settings: PlatformSettings, state: PlatformState) -> str:
                     score.timestamp,
                 )
             rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells))
-        title = f"{link.line_item_label} (max {link.score_maximum:g})"
+        title = f"{item.label} (max {item.score_maximum:g})"
         tables.append(
-            f"<h2>{escape(title)}</h2>\n<table>{header}\n"
+            f"<h2>{escape(title)}</h2>\n{_line_item_details(item)}<table>{header}\n"
             + "\n".join(f"{row}</tr>" for row in rows)
             + "</table>"
         )
     home = f'<p><a href="{escape(settings.home_url)}">Home</a></p>'
 
     return _page("Gradebook", "\n".join(tables) + home)
+
+
+def render_roster(
+    settings: PlatformSettings,
+    members: Iterable[tuple[DevUser, str]],
+    statuses: Iterable[str],
+) -> str:
+    """Each user with roles and membership status, and a form to change it."""
+    choices = tuple(statuses)
+    header = (
+        "<tr><th>User</th><th>Email</th><th>Roles</th><th>Status</th>"
+        "<th>Change</th></tr>"
+    )
+    rows = []
+    for user, status in members:
+        options = "".join(
+            f'<option value="{escape(choice)}"'
+            f"{' selected' if choice == status else ''}>{escape(choice)}</option>"
+            for choice in choices
+        )
+        form = (
+            f'<form method="post" action="{escape(settings.roster_url)}">'
+            f'<input type="hidden" name="user_id" value="{escape(user.id)}">'
+            f'<select name="status">{options}</select> '
+            '<button type="submit">Save</button></form>'
+        )
+        cells = (user.name, user.email, user.role_names, status)
+        cells_html = "".join(f"<td>{escape(c)}</td>" for c in cells)
+        rows.append(f"<tr>{cells_html}<td>{form}</td></tr>")
+    intro = (
+        "<p>Tools read this roster from "
+        f"<code>{escape(settings.context_memberships_url)}</code> (Names and Role "
+        "Provisioning Services). Deleted members are left out of it and appear "
+        "only in differences.</p>"
+    )
+    home = f'<p><a href="{escape(settings.home_url)}">Home</a></p>'
+
+    return _page(
+        "Roster", intro + f"<table>{header}\n" + "\n".join(rows) + "</table>" + home
+    )
+
+
+def _line_item_details(item: LineItemRecord) -> str:
+    details = [
+        f"{label} {value}"
+        for label, value in (
+            ("resource link", item.resource_link_id),
+            ("resource id", item.resource_id),
+            ("tag", item.tag),
+        )
+        if value is not None
+    ]
+    if item.created_by_tool:
+        details.append("created by the tool")
+
+    return f"<p>{escape(' · '.join(details))}</p>" if details else ""
 
 
 def _fraction(given: float | None, maximum: float | None) -> str:

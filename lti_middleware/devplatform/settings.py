@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from ..claims import (
+    DEEP_LINKING_REQUEST,
     MEMBERSHIP_ROLE,
+    RESOURCE_LINK_REQUEST,
     SCOPE_LINEITEM,
     SCOPE_LINEITEM_READONLY,
+    SCOPE_NRPS,
     SCOPE_RESULT_READONLY,
     SCOPE_SCORE,
 )
@@ -51,6 +54,13 @@ LAUNCH_PATH = "/launch"
 GRADEBOOK_PATH = "/gradebook"
 STATS_PATH = "/stats"
 AGS_PATH = "/ags/contexts"
+DEEP_LINKING_RETURN_PATH = "/deep-linking/return"
+#: The id of the deep-linking placement: its launches are deep-linking requests.
+DEEP_LINKING_LINK_ID = "deep-linking"
+NRPS_PATH = "/nrps/contexts"
+ROSTER_PATH = "/roster"
+#: Members per roster page at most, whatever ``limit`` asks (Canvas: 50).
+DEFAULT_NRPS_PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -70,13 +80,22 @@ class DevUser:
 
 @dataclass(frozen=True)
 class DevResourceLink:
-    """A placement of the tool in the course, with its own line item."""
+    """A placement of the tool in the course, with its own line item.
+
+    ``custom`` holds the custom parameters sent in its launches, ``url`` the
+    URL a tool asked for by deep linking, and ``graded`` whether it has a
+    gradebook column. ``message_type`` is the kind of launch it starts.
+    """
 
     id: str
     title: str
     line_item_id: str
     line_item_label: str
     score_maximum: float = 10.0
+    custom: tuple[tuple[str, str], ...] = ()
+    url: str | None = None
+    graded: bool = True
+    message_type: str = RESOURCE_LINK_REQUEST
 
 
 DEFAULT_USERS = (
@@ -113,6 +132,8 @@ class PlatformSettings:
     platform_name: str = "lti-middleware development platform"
     token_audience: str | None = None
     ags_scopes: tuple[str, ...] = AGS_SCOPES
+    nrps_enabled: bool = True
+    nrps_page_size: int = DEFAULT_NRPS_PAGE_SIZE
     login_method: str = "GET"
     id_token_lifetime: int = DEFAULT_ID_TOKEN_LIFETIME
     access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME
@@ -135,6 +156,9 @@ class PlatformSettings:
         unknown = sorted(set(self.ags_scopes) - set(AGS_SCOPES))
         if unknown:
             raise ConfigurationError("ags_scopes", f"unknown scope {unknown[0]!r}")
+        size = self.nrps_page_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigurationError("nrps_page_size", f"expected >= 1, got {size!r}")
         if self.login_method not in ("GET", "POST"):
             raise ConfigurationError("login_method", "expected 'GET' or 'POST'")
         for name in ("id_token_lifetime", "access_token_lifetime", "hint_lifetime"):
@@ -162,6 +186,10 @@ class PlatformSettings:
         if not links or len({link.id for link in links}) != len(links):
             raise ConfigurationError(
                 "resource_links", "need at least one resource link, ids unique"
+            )
+        if any(link.id == DEEP_LINKING_LINK_ID for link in links):
+            raise ConfigurationError(
+                "resource_links", f"{DEEP_LINKING_LINK_ID!r} is reserved"
             )
         if len({link.line_item_id for link in links}) != len(links):
             raise ConfigurationError("resource_links", "line item ids must be unique")
@@ -224,6 +252,22 @@ class PlatformSettings:
         return self.base_url + STATS_PATH
 
     @property
+    def roster_url(self) -> str:
+        """The page listing the course's members and their status."""
+        return self.base_url + ROSTER_PATH
+
+    @property
+    def context_memberships_url(self) -> str:
+        """The NRPS membership container URL of the course."""
+        context = quote(self.context_id, safe="")
+        return f"{self.base_url}{NRPS_PATH}/{context}/memberships"
+
+    @property
+    def service_scopes(self) -> tuple[str, ...]:
+        """Every scope the tool may be granted: AGS's, and NRPS's when enabled."""
+        return self.ags_scopes + ((SCOPE_NRPS,) if self.nrps_enabled else ())
+
+    @property
     def context_path(self) -> str:
         """The URL path of the course's AGS service root."""
         return AGS_PATH + "/" + quote(self.context_id, safe="")
@@ -251,13 +295,33 @@ class PlatformSettings:
         return next((user for user in self.users if user.id == user_id), None)
 
     def find_resource_link(self, link_id: str) -> DevResourceLink | None:
-        """The resource link with ``link_id``, or None."""
+        """The resource link with ``link_id`` (or the deep-linking placement)."""
+        if link_id == DEEP_LINKING_LINK_ID:
+            return self.deep_linking_placement
         return next((link for link in self.resource_links if link.id == link_id), None)
 
     def find_line_item(self, line_item_id: str) -> DevResourceLink | None:
         """The resource link owning line item ``line_item_id``, or None."""
-        links = self.resource_links
+        links = [link for link in self.resource_links if link.graded]
         return next((link for link in links if link.line_item_id == line_item_id), None)
+
+    @property
+    def deep_linking_placement(self) -> DevResourceLink:
+        """Where an instructor adds content: launches are deep-linking requests."""
+        return DevResourceLink(
+            DEEP_LINKING_LINK_ID,
+            "Add content (deep linking)",
+            line_item_id="",
+            line_item_label="",
+            graded=False,
+            message_type=DEEP_LINKING_REQUEST,
+        )
+
+    @property
+    def deep_linking_return_url(self) -> str:
+        """The ``deep_link_return_url``; its query string must come back too."""
+        query = urlencode({"context_id": self.context_id})
+        return f"{self.base_url}{DEEP_LINKING_RETURN_PATH}?{query}"
 
     @classmethod
     def for_tool(

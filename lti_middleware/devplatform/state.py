@@ -1,8 +1,9 @@
 """What the development platform remembers, in memory.
 
-Issued login hints, access tokens, seen assertion ids, received scores and
-the counters behind ``/stats``. One event loop drives the app, so plain dicts
-suffice; entries past their lifetime are pruned as new ones are written.
+Issued login hints, access tokens, seen assertion ids, received scores,
+what tools placed by deep linking, and the counters behind ``/stats``. One
+event loop drives the app, so plain dicts suffice; entries past their
+lifetime are pruned as new ones are written.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from .settings import DevResourceLink
 
 
 def fingerprint(token: str) -> str:
@@ -55,6 +58,37 @@ class ScoreRecord:
 
 
 @dataclass(frozen=True)
+class PlacedContent:
+    """A link or HTML fragment a tool placed in the course by deep linking."""
+
+    type: str
+    title: str
+    url: str | None = None
+    html: str | None = None
+
+
+@dataclass
+class LineItemRecord:
+    """A line item of the course: a resource link's own, or one a tool made.
+
+    ``id`` is the line item's path segment; dates are kept as the tool sent
+    them; ``extensions`` are members named by full URLs.
+    """
+
+    id: str
+    label: str
+    score_maximum: float
+    resource_link_id: str | None = None
+    resource_id: str | None = None
+    tag: str | None = None
+    start_date_time: str | None = None
+    end_date_time: str | None = None
+    grades_released: bool | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)
+    created_by_tool: bool = False
+
+
+@dataclass(frozen=True)
 class TokenRequestRecord:
     """One call to the token endpoint and how it ended."""
 
@@ -80,6 +114,14 @@ class PlatformState:
     scores_ignored: int = 0
     scores_refused: int = 0
     scores_by_user: dict[str, int] = field(default_factory=dict)
+    line_items: dict[str, LineItemRecord] = field(default_factory=dict)
+    next_line_item: int = 1
+    placed_links: list[DevResourceLink] = field(default_factory=list)
+    placed_content: list[PlacedContent] = field(default_factory=list)
+    deep_linking_nonces: dict[str, float] = field(default_factory=dict)
+    deep_linking_data: dict[str, float] = field(default_factory=dict)
+    deep_linking_responses: int = 0
+    deep_linking_refused: int = 0
 
     def issue_intent(
         self, user_id: str, resource_link_id: str, *, expires_at: float, now: float
@@ -113,6 +155,18 @@ class PlatformState:
 
         return True
 
+    def remember_once(
+        self, seen: dict[str, float], key: str, *, until: float, now: float
+    ) -> bool:
+        """Record ``key`` in ``seen`` until ``until``; False when already there."""
+        for old in [k for k, expiry in seen.items() if expiry <= now]:
+            del seen[old]
+        if key in seen:
+            return False
+        seen[key] = until
+
+        return True
+
     def record_score(self, line_item_id: str, score: ScoreRecord) -> bool:
         """Keep ``score`` unless an equal or newer one is stored; True if kept.
 
@@ -132,6 +186,24 @@ class PlatformState:
 
         return True
 
+    def add_line_item(self, **fields: Any) -> LineItemRecord:
+        """Create a line item under a new id, never one used before.
+
+        ``fields`` are those of :class:`LineItemRecord` but ``id``.
+        """
+        while str(self.next_line_item) in self.line_items:
+            self.next_line_item += 1
+        record = LineItemRecord(id=str(self.next_line_item), **fields)
+        self.next_line_item += 1
+        self.line_items[record.id] = record
+
+        return record
+
+    def remove_line_item(self, line_item_id: str) -> None:
+        """Forget a line item and every score recorded for it."""
+        self.line_items.pop(line_item_id, None)
+        self.scores = {k: v for k, v in self.scores.items() if k[0] != line_item_id}
+
     def stats(self) -> dict[str, Any]:
         """Counters for ``/stats``; no tokens and no personal data."""
         return {
@@ -148,4 +220,7 @@ class PlatformState:
             "scores_ignored": self.scores_ignored,
             "scores_refused": self.scores_refused,
             "scores_by_user": dict(self.scores_by_user),
+            "deep_linking_responses": self.deep_linking_responses,
+            "deep_linking_refused": self.deep_linking_refused,
+            "placed_links": len(self.placed_links),
         }

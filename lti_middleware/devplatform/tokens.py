@@ -71,7 +71,7 @@ async def issue_token(
         form = await _read_token_form(request)
         scopes = tuple(s for s in form.get("scope", "").split(" ") if s)
         await verify_assertion(form, settings, state, key_set)
-        granted = check_scopes(form.get("scope", ""), settings.ags_scopes)
+        granted = check_scopes(form.get("scope", ""), settings.service_scopes)
     except TokenRequestError as error:
         logger.info("token request refused: %s", error.error)
         state.token_requests.append(TokenRequestRecord(scopes, False, error.error))

@@ -38,8 +38,8 @@ tokens, so give the tool a Redis (or an ACL user) no one else reads.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import contextlib
+import hashlib
 import logging
 import math
 import secrets

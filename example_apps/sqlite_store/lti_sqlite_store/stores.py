@@ -15,6 +15,7 @@ import contextlib
 import logging
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -43,6 +44,8 @@ CREATE INDEX IF NOT EXISTS lti_records_expires ON lti_records (expires);
 """
 
 T = TypeVar("T")
+#: Held while a store instance prepares the database, shared by all of them.
+_PREPARING = threading.Lock()
 Clock = Callable[[], float]
 
 
@@ -83,14 +86,21 @@ class _SQLiteStore:
             self._path, timeout=BUSY_TIMEOUT, isolation_level=None
         )
         try:
-            if not self._ready:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.executescript(_SCHEMA)
-                self._ready = True
+            self._prepare(connection)
             connection.execute("PRAGMA synchronous=NORMAL")
             return work(connection)
         finally:
             connection.close()
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        # One thread at a time: switching to WAL needs the database to itself,
+        # which first requests racing in their threads would not give it.
+        with _PREPARING:
+            if self._ready:
+                return
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
+            self._ready = True
 
     def _write(
         self,
