@@ -8,11 +8,13 @@ Every error derives from :class:`LTIError`::
     │   └── PlatformAuthError      the platform answered the login with an OIDC error
     ├── StoreError                 a state, launch or token store cannot be used
     ├── ScoreError                 a score or line item failed local validation
+    ├── DeepLinkingError           a content item or response failed local checks
+    │                              (in lti_middleware.content_items)
     └── ServiceError               a call to a platform service could not be made
         ├── ScopeNotGrantedError   the launch did not grant the scope the call needs
-        ├── TokenRequestError      the token endpoint refused or failed
         ├── PaginationError        a paged listing looped or passed its page cap
         └── PlatformResponseError  a service endpoint answered with a non-2xx status
+            └── TokenRequestError  the token endpoint refused the token request
 
 Messages say what was expected and what came. They never contain a token, a key,
 or personal data from claims.
