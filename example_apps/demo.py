@@ -1,8 +1,11 @@
 """One command, one whole LTI round trip: ``python -m example_apps.demo``.
 
-Runs the development platform and the quiz app in one process, walks through
-a launch and a graded submission the way a browser would, prints what
-happened, then keeps both serving so you can try it in a browser. With
+Runs the development platform and the quiz app in one process and walks
+through them the way a browser would: a learner's launch and graded
+submission; then, as the instructor, deep linking the quiz into the course,
+a learner's launch of the placed link graded in its new column, the
+instructor's view of the results and the tool's roster page. It prints one
+line per step, then keeps both serving so you can try it in a browser. With
 ``--once`` it exits after the walk-through: 0 when every step worked.
 
 State lives in ``.demo/`` (``--state-dir``): the tool's private key, made
@@ -29,7 +32,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -41,6 +44,7 @@ from starlette.types import ASGIApp
 
 from lti_middleware import LTIMiddleware, generate_key, load_config
 from lti_middleware.devplatform import (
+    INSTRUCTOR,
     LEARNER,
     DevResourceLink,
     DevUser,
@@ -48,8 +52,16 @@ from lti_middleware.devplatform import (
     create_platform,
     tool_registration_toml,
 )
+from lti_middleware.devplatform.settings import DEEP_LINKING_LINK_ID
 
-from .quiz_app import QUESTIONS, SCORE_MAXIMUM, create_app
+from .quiz_app import (
+    QUESTIONS,
+    QUIZ_COLUMN,
+    QUIZ_CUSTOM,
+    QUIZ_TITLE,
+    SCORE_MAXIMUM,
+    create_app,
+)
 
 HOST = "127.0.0.1"
 PUBLIC_HOST = "localhost"
@@ -61,6 +73,14 @@ CONFIG_FILE = "lti.toml"
 HTTP_TIMEOUT = 10.0
 START_TIMEOUT = 10.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The course's first link, configured on the platform.
+QUIZ_1 = DevResourceLink("rl-1", "Quiz 1", "1", "Quiz 1", float(SCORE_MAXIMUM))
+
+#: Gradebook headings: Quiz 1's column, and the one deep linking asks for.
+QUIZ_1_COLUMN = f"{QUIZ_1.line_item_label} (max {QUIZ_1.score_maximum:g})"
+NEW_COLUMN = f"{QUIZ_COLUMN.label or QUIZ_TITLE} (max {QUIZ_COLUMN.score_maximum:g})"
+
+Report = Callable[[str], None]
 
 
 class StartError(Exception):
@@ -110,12 +130,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def platform_settings(tool_port: int, platform_port: int) -> PlatformSettings:
     """The platform, registering the quiz at ``localhost:<tool_port>``."""
-    quiz = DevResourceLink("rl-1", "Quiz 1", "1", "Quiz 1", float(SCORE_MAXIMUM))
-
     return PlatformSettings.for_tool(
         f"http://{PUBLIC_HOST}:{tool_port}",
         base_url=f"http://{PUBLIC_HOST}:{platform_port}",
-        resource_links=(quiz,),
+        resource_links=(QUIZ_1,),
     )
 
 
@@ -177,14 +195,18 @@ def ipv4_client() -> httpx.AsyncClient:
 
 
 class _Page(HTMLParser):
-    """Links, forms and table rows of a page: what the walk-through reads."""
+    """Links, forms and table rows of a page: what the walk-through reads.
+
+    Each table row is kept with the text of the ``<h2>`` heading above it.
+    """
 
     def __init__(self, html: str) -> None:
         super().__init__()
         self.links: list[str] = []
         self.forms: list[tuple[str, dict[str, str]]] = []
-        self.rows: list[list[str]] = []
-        self._cell: list[str] | None = None
+        self.rows: list[tuple[str, list[str]]] = []
+        self._heading = ""
+        self._text: list[str] | None = None
         self.feed(html)
         self.close()
 
@@ -197,18 +219,24 @@ class _Page(HTMLParser):
         elif tag == "input" and values.get("type") == "hidden" and self.forms:
             self.forms[-1][1][values.get("name", "")] = values.get("value", "")
         elif tag == "tr":
-            self.rows.append([])
-        elif tag == "td":
-            self._cell = []
+            self.rows.append((self._heading, []))
+        elif tag in ("td", "h2"):
+            self._text = []
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._cell is not None and self.rows:
-            self.rows[-1].append("".join(self._cell).strip())
-            self._cell = None
+        if self._text is None:
+            return
+        text = "".join(self._text).strip()
+        if tag == "td" and self.rows:
+            self.rows[-1][1].append(text)
+            self._text = None
+        elif tag == "h2":
+            self._heading = text
+            self._text = None
 
     def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
+        if self._text is not None:
+            self._text.append(data)
 
 
 def _excerpt(response: httpx.Response) -> str:
@@ -237,18 +265,33 @@ def first_form(response: httpx.Response, step: str) -> tuple[str, dict[str, str]
     return urljoin(str(response.url), action), fields
 
 
+def table(page: httpx.Response, heading: str | None = None) -> list[list[str]]:
+    """The data rows of the tables under the ``<h2>`` ``heading`` (None: all)."""
+    rows = _Page(page.text).rows
+    return [cells for above, cells in rows if cells and heading in (None, above)]
+
+
 async def launch(
-    browser: httpx.AsyncClient, settings: PlatformSettings, user: DevUser
+    browser: httpx.AsyncClient,
+    settings: PlatformSettings,
+    user: DevUser,
+    link_id: str = QUIZ_1.id,
+    page: str = "quiz page",
 ) -> httpx.Response:
-    """A browser's launch of the first link as ``user``; returns the tool's page.
+    """A browser's launch of link ``link_id`` as ``user``; the tool's ``page``.
 
     The tool's state cookie is ``Secure``. Browsers send it to http://localhost,
     httpx does not, so it is carried by hand to the launch.
     """
     home = expect(await browser.get(settings.home_url), 200, "platform home page")
-    link = next((h for h in _Page(home.text).links if _user_of(h) == user.id), None)
+    link = next(
+        (h for h in _Page(home.text).links if _launch_of(h) == (user.id, link_id)),
+        None,
+    )
     if link is None:
-        raise WalkThroughError(f"platform home page: no launch link for {user.id}")
+        raise WalkThroughError(
+            f"platform home page: no launch link for {user.id} and {link_id}"
+        )
 
     start = expect(await browser.get(link), 302, "platform launch link")
     login = expect(
@@ -268,11 +311,14 @@ async def launch(
     posted = await browser.post(action, data=fields, headers={"Cookie": cookie})
     landing = expect(posted, 303, "tool launch").headers["location"]
 
-    return expect(await browser.get(landing), 200, "quiz page")
+    return expect(await browser.get(landing), 200, page)
 
 
-def _user_of(href: str) -> str | None:
-    return parse_qs(urlsplit(href).query).get("user_id", [None])[0]
+def _launch_of(href: str) -> tuple[str | None, str | None]:
+    """The user and resource link ids a platform launch link names."""
+    query = parse_qs(urlsplit(href).query)
+    user = query.get("user_id", [None])[0]
+    return user, query.get("resource_link_id", [None])[0]
 
 
 def read_launch_line(quiz: httpx.Response) -> tuple[str, str]:
@@ -284,51 +330,184 @@ def read_launch_line(quiz: httpx.Response) -> tuple[str, str]:
     return unescape(found[1]), unescape(found[2])
 
 
-def grade_of(gradebook: httpx.Response, user: DevUser) -> str:
-    """The score the gradebook lists for ``user``, e.g. ``2/3``."""
-    for row in _Page(gradebook.text).rows:
-        if row and row[0] == user.name:
+def grade_of(gradebook: httpx.Response, user: DevUser, column: str) -> str:
+    """The score ``column`` lists for ``user``, e.g. ``2/3``; ``""`` for none."""
+    for row in table(gradebook, column):
+        if row[0] == user.name:
             return row[1].replace(" ", "")
 
-    raise WalkThroughError(f"gradebook: no row for {user.name}")
+    raise WalkThroughError(f"gradebook: no row for {user.name} in {column!r}")
 
 
-async def walk_through(
-    browser: httpx.AsyncClient, settings: PlatformSettings, tool: LTIMiddleware
-) -> list[str]:
-    """Launch as a learner, answer 2 of 3 right, check the grade; report lines."""
-    user = next(u for u in settings.users if LEARNER in u.roles)
-    quiz = await launch(browser, settings, user)
-    name, role = read_launch_line(quiz)
-    lines = [f"launch ok ({name}, {role})"]
-
+async def submit(browser: httpx.AsyncClient, quiz: httpx.Response, correct: int) -> str:
+    """Answer the first ``correct`` questions right; returns ``correct/max``."""
     action, _ = first_form(quiz, "quiz page")
-    answers = {q.name: q.answer for q in QUESTIONS}
-    last = QUESTIONS[-1]
-    answers[last.name] = next(c for c in last.choices if c != last.answer)
+    answers = {}
+    for number, question in enumerate(QUESTIONS):
+        wrong = next(c for c in question.choices if c != question.answer)
+        answers[question.name] = question.answer if number < correct else wrong
     result = expect(await browser.post(action, data=answers), 200, "quiz submit")
-    expected = f"{len(QUESTIONS) - 1}/{SCORE_MAXIMUM}"
+    expected = f"{correct}/{SCORE_MAXIMUM}"
     if expected not in result.text:
         raise WalkThroughError(f"quiz submit: expected {expected}: {_excerpt(result)}")
 
+    return expected
+
+
+async def walk_through(
+    browser: httpx.AsyncClient,
+    settings: PlatformSettings,
+    tool: LTIMiddleware,
+    report: Report | None = None,
+) -> list[str]:
+    """Every step of the demo; returns one line per step, also passed to ``report``.
+
+    Raises WalkThroughError naming the step that did not give what it should.
+    """
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if report is not None:
+            report(line)
+
+    await grade_a_learner(browser, settings, tool, say)
+    link_id = await place_the_quiz(browser, settings, say)
+    learner = await grade_the_placed_quiz(browser, settings, link_id, say)
+    await review_as_instructor(browser, settings, link_id, learner, say)
+
+    return lines
+
+
+async def grade_a_learner(
+    browser: httpx.AsyncClient,
+    settings: PlatformSettings,
+    tool: LTIMiddleware,
+    say: Report,
+) -> None:
+    """Launch Quiz 1 as a learner, answer 2 of 3 right, check the gradebook."""
+    user = next(u for u in settings.users if LEARNER in u.roles)
+    quiz = await launch(browser, settings, user)
+    name, role = read_launch_line(quiz)
+    say(f"launch ok ({name}, {role})")
+
+    expected = await submit(browser, quiz, 2)
     gradebook = expect(await browser.get(settings.gradebook_url), 200, "gradebook")
-    grade = grade_of(gradebook, user)
+    grade = grade_of(gradebook, user, QUIZ_1_COLUMN)
     if grade != expected:
         raise WalkThroughError(f"gradebook shows {grade!r}, expected {expected}")
-    lines.append(f"score {expected} posted; gradebook shows {grade}")
+    say(f"score {expected} posted; gradebook shows {grade}")
 
     stats = expect(await browser.get(settings.stats_url), 200, "stats").json()
-    lines.append(
+    say(
         f"token requests: {stats['token_requests']} "
         f"({stats['tokens_issued']} access token issued)"
     )
-    lines.append(
+    say(
         f"key set fetches: the tool fetched the platform's "
         f"{tool.key_sets.fetch_count}, the platform fetched the tool's "
         f"{stats['tool_jwks_fetches']}"
     )
 
-    return lines
+
+async def place_the_quiz(
+    browser: httpx.AsyncClient, settings: PlatformSettings, say: Report
+) -> str:
+    """As the instructor, add the quiz by deep linking; returns the new link's id."""
+    instructor = _instructor(settings)
+    step = "tool picker"
+    picker = await launch(browser, settings, instructor, DEEP_LINKING_LINK_ID, step)
+    if QUIZ_TITLE not in unescape(picker.text):
+        raise WalkThroughError(
+            f"{step}: {QUIZ_TITLE!r} not offered: {_excerpt(picker)}"
+        )
+    say(f"deep linking started as {instructor.name}; the tool offers {QUIZ_TITLE!r}")
+
+    action, _ = first_form(picker, step)
+    step = "tool deep linking response"
+    answer = expect(await browser.post(action), 200, step)
+    action, fields = first_form(answer, step)
+    if list(fields) != ["JWT"]:
+        raise WalkThroughError(f"{step}: expected one field, JWT; got {list(fields)}")
+    step = "platform deep linking return"
+    placed = expect(await browser.post(action, data=fields), 200, step)
+    if "1 item(s) placed" not in placed.text:
+        raise WalkThroughError(f"{step}: nothing placed: {_excerpt(placed)}")
+    say("quiz picked; the tool's signed JWT went back to the platform: 1 item placed")
+
+    home = expect(await browser.get(settings.home_url), 200, "platform home page")
+    known = {link.id for link in settings.resource_links} | {DEEP_LINKING_LINK_ID}
+    linked = {_launch_of(href)[1] for href in _Page(home.text).links}
+    new = sorted(link for link in linked - known if link is not None)
+    if len(new) != 1:
+        raise WalkThroughError(f"platform home page: expected one new link, got {new}")
+    gradebook = expect(await browser.get(settings.gradebook_url), 200, "gradebook")
+    if not table(gradebook, NEW_COLUMN):
+        raise WalkThroughError(f"gradebook: no column {NEW_COLUMN!r}")
+    say(f"platform placed link {new[0]} with gradebook column {NEW_COLUMN!r}")
+
+    return new[0]
+
+
+async def grade_the_placed_quiz(
+    browser: httpx.AsyncClient, settings: PlatformSettings, link_id: str, say: Report
+) -> DevUser:
+    """Launch the placed link as a learner, answer all right; returns the learner."""
+    learner = [u for u in settings.users if LEARNER in u.roles][-1]
+    quiz = await launch(browser, settings, learner, link_id)
+    custom = ", ".join(f"{k}={v}" for k, v in sorted(QUIZ_CUSTOM.items()))
+    found = re.search(r"Custom parameters: <code>(.*?)</code>", quiz.text)
+    if found is None or unescape(found[1]) != custom:
+        raise WalkThroughError(
+            f"placed link: custom {custom} missing: {_excerpt(quiz)}"
+        )
+    say(f"placed link launched as {learner.name}; custom parameters arrived: {custom}")
+
+    expected = await submit(browser, quiz, len(QUESTIONS))
+    gradebook = expect(await browser.get(settings.gradebook_url), 200, "gradebook")
+    grade = grade_of(gradebook, learner, NEW_COLUMN)
+    elsewhere = grade_of(gradebook, learner, QUIZ_1_COLUMN)
+    if grade != expected or elsewhere:
+        raise WalkThroughError(
+            f"gradebook shows {grade!r} in {NEW_COLUMN!r} (expected {expected}) "
+            f"and {elsewhere!r} in Quiz 1 (expected none)"
+        )
+    say(f"score {expected} posted; the new column shows {grade}")
+
+    return learner
+
+
+async def review_as_instructor(
+    browser: httpx.AsyncClient,
+    settings: PlatformSettings,
+    link_id: str,
+    learner: DevUser,
+    say: Report,
+) -> None:
+    """The instructor's view of the placed link: its results, then the roster."""
+    step = "instructor view"
+    view = await launch(browser, settings, _instructor(settings), link_id, step)
+    results = [row[:2] for row in table(view, "Results")]
+    score = f"{len(QUESTIONS)}/{SCORE_MAXIMUM}"
+    if results != [[learner.id, score]]:
+        raise WalkThroughError(f"{step}: expected {learner.id} {score}, got {results}")
+    say(f"instructor view lists the new column's result: {learner.id} {score}")
+
+    href = next((h for h in _Page(view.text).links if "/roster?" in h), None)
+    if href is None:
+        raise WalkThroughError(f"{step}: no roster link: {_excerpt(view)}")
+    roster = await browser.get(urljoin(str(view.url), href))
+    members = table(expect(roster, 200, "roster page"))
+    if len(members) != len(settings.users):
+        raise WalkThroughError(
+            f"roster page: {len(members)} members, expected {len(settings.users)}"
+        )
+    names = ", ".join(row[0] for row in members)
+    say(f"roster page lists {len(members)} members: {names}")
+
+
+def _instructor(settings: PlatformSettings) -> DevUser:
+    return next(u for u in settings.users if INSTRUCTOR in u.roles)
 
 
 def _server(app: ASGIApp) -> DemoServer:
@@ -405,8 +584,9 @@ async def run(args: argparse.Namespace) -> int:
 async def _report(
     settings: PlatformSettings, tool: LTIMiddleware, stop: asyncio.Event, *, once: bool
 ) -> int:
+    print("Walk-through:", flush=True)
     async with ipv4_client() as browser:
-        walk = asyncio.create_task(walk_through(browser, settings, tool))
+        walk = asyncio.create_task(walk_through(browser, settings, tool, _print_step))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({walk, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
@@ -418,22 +598,25 @@ async def _report(
             return 130
 
     try:
-        lines = walk.result()
+        walk.result()
     except (WalkThroughError, httpx.HTTPError) as error:
         print(f"walk-through failed: {error}", file=sys.stderr)
         return 1
 
-    print("Walk-through:\n" + "\n".join(f"  {line}" for line in lines), flush=True)
     if once:
         return 0
 
     print(
-        f"\nOpen {settings.home_url} in a browser and click Launch.\n"
-        "Press Ctrl-C to stop.",
+        f"\nOpen {settings.home_url} in a browser: click Launch, or Add content "
+        "as the instructor.\nPress Ctrl-C to stop.",
         flush=True,
     )
     await stop.wait()
     return 0
+
+
+def _print_step(line: str) -> None:
+    print(f"  {line}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

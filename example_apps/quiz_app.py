@@ -1,8 +1,11 @@
 """A three-question quiz graded back to the course: the model LTI tool.
 
 The app is plain Starlette; :class:`~lti_middleware.LTIMiddleware` around it
-answers the LTI routes and puts the launch on ``request.state.lti``. Point it
-at any platform with a TOML file named by ``LTI_MIDDLEWARE_CONFIG``::
+answers the LTI routes and puts the launch on ``request.state.lti``. Learners
+take the quiz and their grade goes to the course's gradebook; instructors see
+the results and the course roster, and add the quiz to a course by deep
+linking. Point it at any platform with a TOML file named by
+``LTI_MIDDLEWARE_CONFIG``::
 
     LTI_MIDDLEWARE_CONFIG=lti.toml uvicorn --factory example_apps.quiz_app:create_app
 
@@ -22,13 +25,19 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from lti_middleware import (
+    DeepLinking,
+    DeepLinkingError,
+    LineItemSpec,
     LTILaunch,
     LTIMiddleware,
+    LTIResourceLink,
+    Member,
     PlatformResponseError,
+    Result,
     ScopeNotGrantedError,
     ScoreError,
     ServiceError,
@@ -73,6 +82,14 @@ QUESTIONS = (
 )
 SCORE_MAXIMUM = len(QUESTIONS)
 
+#: What deep linking places in a course: the quiz, with its gradebook column.
+QUIZ_TITLE = "The LTI quiz"
+QUIZ_TEXT = f"{SCORE_MAXIMUM} questions on LTI 1.3, graded out of {SCORE_MAXIMUM}."
+QUIZ_CUSTOM = {"quiz": "1"}
+QUIZ_COLUMN = LineItemSpec(
+    label="Quiz", score_maximum=SCORE_MAXIMUM, resource_id="quiz-1", tag="quiz"
+)
+
 
 def render(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     """A page around ``body``, which must already be escaped HTML."""
@@ -93,25 +110,33 @@ def role_of(launch: LTILaunch) -> str:
     return "other role"
 
 
+def with_launch(path: str, launch: LTILaunch) -> str:
+    """``path`` carrying the launch id, for links and form actions."""
+    return path + "?" + urlencode({"lti_launch": launch.launch_id})
+
+
 def describe(launch: LTILaunch) -> str:
     """Who launched, from which course and link, as escaped HTML."""
     user = launch.user.name or launch.user.id or "an anonymous user"
     course = "no course"
     if launch.context is not None:
         course = launch.context.title or launch.context.label or launch.context.id
-    link = "no link"
+    summary = f"<strong>{escape(user)}</strong> ({escape(role_of(launch))})"
+    summary += f" in <em>{escape(course)}</em>"
     if launch.resource_link is not None:
         link = launch.resource_link.title or launch.resource_link.id
+        summary += f", link <em>{escape(link)}</em>"
+    # Custom parameters come from the course link, e.g. one placed by deep linking.
+    custom = ", ".join(f"{k}={v}" for k, v in sorted(launch.custom.items()))
+    if custom:
+        summary += f". Custom parameters: <code>{escape(custom)}</code>"
 
-    return (
-        f"<p>Launched by <strong>{escape(user)}</strong> ({escape(role_of(launch))})"
-        f" in <em>{escape(course)}</em>, link <em>{escape(link)}</em>.</p>"
-    )
+    return f"<p>Launched by {summary}.</p>"
 
 
 def quiz_form(launch: LTILaunch) -> str:
     """The questions as a form that posts to ``/submit`` with the launch id."""
-    action = "/submit?" + urlencode({"lti_launch": launch.launch_id})
+    action = with_launch("/submit", launch)
     fieldsets = []
     for question in QUESTIONS:
         options = "".join(
@@ -129,21 +154,71 @@ def quiz_form(launch: LTILaunch) -> str:
     )
 
 
-async def home(request: Request) -> HTMLResponse:
-    """The landing page: the quiz for a launch, a pointer to the course without."""
+def picker(launch: LTILaunch, deep_linking: DeepLinking) -> str:
+    """What the instructor can add to the course: the quiz, with a button."""
+    action = with_launch("/deep-link", launch)
+    asked = deep_linking.settings.text or "Pick what to add to the course."
+
+    return (
+        f"<p>{escape(asked)}</p>\n"
+        f'<form method="post" action="{escape(action)}">\n'
+        f"<p><strong>{escape(QUIZ_TITLE)}</strong>: {escape(QUIZ_TEXT)}</p>\n"
+        '<p><button type="submit">Add the quiz</button></p>\n</form>'
+    )
+
+
+async def results(launch: LTILaunch) -> str:
+    """The results in this link's gradebook column, as escaped HTML."""
+    if launch.ags.lineitem is None:
+        return "<p>This link has no gradebook column.</p>"
+    try:
+        found = await launch.ags.get_results()
+    except ScopeNotGrantedError:
+        return "<p>The course does not let this tool read results.</p>"
+    except ServiceError as error:
+        logger.warning("results not read: %s", error)
+        return f"<p>The results could not be read: {escape(str(error))}</p>"
+
+    rows = "".join(
+        f"<tr><td>{escape(r.user_id)}</td><td>{escape(score_of(r))}</td>"
+        f"<td>{escape(r.comment or '')}</td></tr>\n"
+        for r in found
+    )
+    return (
+        "<h2>Results</h2>\n<table><tr><th>User id</th><th>Score</th>"
+        f"<th>Comment</th></tr>\n{rows}</table>"
+    )
+
+
+def score_of(result: Result) -> str:
+    """A result as ``score/maximum``; the spec's maximum is 1 when absent."""
+    if result.result_score is None:
+        return "no score"
+    maximum = 1.0 if result.result_maximum is None else result.result_maximum
+    return f"{result.result_score:g}/{maximum:g}"
+
+
+async def home(request: Request) -> Response:
+    """The landing page: the quiz, the picker for deep linking, or a pointer."""
     launch: LTILaunch | None = getattr(request.state, "lti", None)
     if launch is None:
         return render("Quiz", NO_LAUNCH)
-
-    note = ""
-    if launch.roles.is_instructor:
-        note = (
-            "<p><strong>You are an instructor:</strong> grades go to learners. "
-            "You may still submit to try the quiz; the score is recorded under "
-            "your own name.</p>"
+    if launch.deep_linking is not None:
+        return render(
+            "Add content", describe(launch) + picker(launch, launch.deep_linking)
         )
 
-    return render("Quiz", describe(launch) + note + quiz_form(launch))
+    body = describe(launch)
+    if launch.roles.is_instructor:
+        roster = escape(with_launch("/roster", launch))
+        body += (
+            "<p><strong>You are an instructor:</strong> grades go to learners. "
+            "You may still submit to try the quiz; the score is recorded under "
+            "your own name.</p>\n"
+            f'<p><a href="{roster}">Course roster</a></p>\n' + await results(launch)
+        )
+
+    return render("Quiz", body + quiz_form(launch))
 
 
 async def submit(request: Request) -> HTMLResponse:
@@ -175,7 +250,7 @@ async def submit(request: Request) -> HTMLResponse:
         )
         return render("Grade not recorded", body, status)
 
-    again = "/?" + urlencode({"lti_launch": launch.launch_id})
+    again = with_launch("/", launch)
     body = (
         f"<p>You scored <strong>{result}</strong>. The grade has been sent to "
         f'your course.</p>\n<p><a href="{escape(again)}">Try again</a></p>'
@@ -213,6 +288,71 @@ def explain(error: ScoreError | ServiceError) -> tuple[int, str]:
     )
 
 
+async def deep_link(request: Request) -> Response:
+    """Answer the course's deep-linking request: place the quiz, graded."""
+    launch: LTILaunch | None = getattr(request.state, "lti", None)
+    if launch is None or launch.deep_linking is None:
+        body = "<p>Add the quiz from your course's <em>Add content</em> page.</p>"
+        return render("Add content", body, 400)
+
+    accepts_column = launch.deep_linking.settings.accept_lineitem is not False
+    quiz = LTIResourceLink(
+        # No url: the platform launches the tool's registered target link URI.
+        title=QUIZ_TITLE,
+        text=QUIZ_TEXT,
+        custom=QUIZ_CUSTOM,
+        line_item=QUIZ_COLUMN if accepts_column else None,
+    )
+    try:
+        return await launch.deep_linking.respond([quiz], msg=f"{QUIZ_TITLE} added")
+    except DeepLinkingError as error:
+        body = f"<p>The course does not take the quiz: {escape(str(error))}</p>"
+        return render("Quiz not added", body, 422)
+
+
+async def roster(request: Request) -> HTMLResponse:
+    """The course's members, for instructors (Names and Role Provisioning)."""
+    launch: LTILaunch | None = getattr(request.state, "lti", None)
+    if launch is None:
+        return render("Course roster", NO_LAUNCH, 401)
+    if not launch.roles.is_instructor:
+        return render("Course roster", "<p>The roster is for instructors.</p>", 403)
+
+    try:
+        members = await launch.nrps.get_members()
+    except ScopeNotGrantedError:
+        body = (
+            "<p>The course has not shared its roster with this tool. Ask the "
+            "course administrator to enable Names and Role Provisioning Services "
+            "for it.</p>"
+        )
+        return render("Course roster", body, 403)
+    except ServiceError as error:
+        logger.warning("roster not read: %s", error)
+        body = (
+            f"<p>The roster could not be read: {escape(str(error))}</p>\n"
+            "<p>Try again in a moment; if it keeps failing, tell the tool's "
+            "administrator.</p>"
+        )
+        return render("Course roster", body, 502)
+
+    rows = "".join(member_row(member) for member in members)
+    back = escape(with_launch("/", launch))
+    body = (
+        f"<p>{len(members)} members in the course.</p>\n<table><tr><th>Name</th>"
+        f"<th>Email</th><th>Roles</th><th>Status</th></tr>\n{rows}</table>\n"
+        f'<p><a href="{back}">Back to the quiz</a></p>'
+    )
+    return render("Course roster", body)
+
+
+def member_row(member: Member) -> str:
+    """One table row: name, email, short role names and status, escaped."""
+    roles = ", ".join(role.rsplit("#", 1)[-1] for role in member.roles)
+    cells = (member.name or member.user_id, member.email or "", roles, member.status)
+    return "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>\n"
+
+
 async def read_form(request: Request) -> dict[str, str]:
     """The urlencoded body as a dict; 400 when it cannot be read."""
     body = bytearray()
@@ -243,6 +383,8 @@ def create_app(
         routes=[
             Route("/", home, methods=["GET"]),
             Route("/submit", submit, methods=["POST"]),
+            Route("/deep-link", deep_link, methods=["POST"]),
+            Route("/roster", roster, methods=["GET"]),
         ]
     )
 
