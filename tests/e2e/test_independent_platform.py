@@ -10,12 +10,11 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -35,47 +34,33 @@ from lti_middleware import (
 )
 
 from .independent_platform import (
+    CONTEXT_ID,
     LINE_ITEM_ID,
     IndependentPlatform,
     LocalServer,
     ToolEndpoints,
+    parse_form,
+    query_of,
 )
 
 pytestmark = pytest.mark.e2e
 
 SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 SCORE_MEDIA_TYPE = "application/vnd.ims.lis.v1.score+json"
+LINEITEM_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
+NRPS_SCOPE = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
+LINEITEMS_MEDIA_TYPE = "application/vnd.ims.lis.v2.lineitemcontainer+json"
+MEMBERSHIPS_MEDIA_TYPE = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
+MESSAGE_TYPE_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/message_type"
+TARGET_LINK_URI_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/target_link_uri"
+RESOURCE_LINK_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/resource_link"
+DEEP_LINKING_SETTINGS_CLAIM = (
+    "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings"
+)
+CONTENT_ITEMS_CLAIM = "https://purl.imsglobal.org/spec/lti-dl/claim/content_items"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Either check may catch a replayed launch first (Security Framework 5.1.3).
 REPLAY_REASONS = {"state_already_used", "state_unknown", "nonce_replayed"}
-
-
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action: str | None = None
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        if tag == "form":
-            self.action = values.get("action")
-        elif tag == "input" and "name" in values:
-            self.fields[values["name"]] = values.get("value", "")
-
-
-def parse_form(page: str) -> tuple[str, dict[str, str]]:
-    """The action and fields of the first form on ``page``."""
-    parser = _FormParser()
-    parser.feed(page)
-    assert parser.action is not None, "no form on the page"
-
-    return parser.action, parser.fields
-
-
-def query_of(url: str) -> dict[str, str]:
-    """Single-valued query parameters of ``url``."""
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
 
 
 @pytest.fixture
@@ -105,6 +90,7 @@ def harness() -> Iterator[Harness]:
         launch_url=f"{base}/lti/launch",
         jwks_url=f"{base}/lti/jwks",
         target_link_uri=f"{base}/grade",
+        deep_linking_uri=f"{base}/pick",
     )
     platform = IndependentPlatform(base_url=platform_server.base_url, tool=tool)
 
@@ -139,7 +125,10 @@ def client_assertion(
 
 
 def request_token(
-    browser: httpx.Client, platform: IndependentPlatform, assertion: str
+    browser: httpx.Client,
+    platform: IndependentPlatform,
+    assertion: str,
+    scope: str = SCORE_SCOPE,
 ) -> httpx.Response:
     return browser.post(
         platform.token_url,
@@ -147,7 +136,7 @@ def request_token(
             "grant_type": "client_credentials",
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": assertion,
-            "scope": SCORE_SCOPE,
+            "scope": scope,
         },
     )
 
@@ -383,6 +372,215 @@ def test_harness_scores_endpoint_needs_line_item_query(
     assert not platform.record.scores[0].accepted
 
 
+# --- the harness's services, run by the package -----------------------------
+
+
+def access_token(harness: Harness, browser: httpx.Client, scope: str) -> str:
+    platform = harness.platform
+    assertion = client_assertion(
+        harness.tool_key, client_id=platform.client_id, audience=platform.token_url
+    )
+    response = request_token(browser, platform, assertion, scope)
+    assert response.status_code == 200, response.text
+
+    token: str = response.json()["access_token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("kind", ["id_token", "garbage", "none"])
+def test_harness_line_items_need_the_package_access_token(
+    harness: Harness, browser: httpx.Client, kind: str
+) -> None:
+    platform = harness.platform
+    headers = {}
+    if kind == "id_token":
+        login = start_login(browser, platform, "learner-1")
+        page = browser.get(auth_request(platform, login)).text
+        headers = bearer(parse_form(page)[1]["id_token"])
+    elif kind == "garbage":
+        headers = bearer("not-a-jwt")
+
+    response = browser.get(platform.lineitems_url, headers=headers)
+
+    assert response.status_code == 401
+    (call,) = platform.record.service_calls
+    assert call.status == 401
+
+
+def test_harness_line_items_page_with_the_package_link_header(
+    harness: Harness, browser: httpx.Client
+) -> None:
+    platform = harness.platform
+    platform.add_lineitem({"label": "Lab", "scoreMaximum": 5})
+    token = access_token(harness, browser, LINEITEM_SCOPE)
+
+    response = browser.get(
+        platform.lineitems_url, params={"limit": 1}, headers=bearer(token)
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == LINEITEMS_MEDIA_TYPE
+    assert [item["label"] for item in response.json()] == ["Quiz 1"]
+    assert response.headers["link"] == (
+        f"<{platform.lineitems_url}?limit=1&page=2>; rel=next"
+    )
+
+
+def test_harness_memberships_need_the_nrps_scope(
+    harness: Harness, browser: httpx.Client
+) -> None:
+    platform = harness.platform
+    score_token = access_token(harness, browser, SCORE_SCOPE)
+    roster_token = access_token(harness, browser, NRPS_SCOPE)
+
+    refused = browser.get(platform.memberships_url, headers=bearer(score_token))
+    roster = browser.get(platform.memberships_url, headers=bearer(roster_token))
+
+    assert refused.status_code == 401
+    assert roster.status_code == 200
+    assert roster.headers["content-type"] == MEMBERSHIPS_MEDIA_TYPE
+    body = roster.json()
+    assert body["id"] == platform.memberships_url
+    assert body["context"]["id"] == CONTEXT_ID
+    assert [m["user_id"] for m in body["members"]] == ["learner-1", "instructor-1"]
+    # The package gives a member without a status "Active".
+    assert {m["status"] for m in body["members"]} == {"Active"}
+
+
+@pytest.mark.parametrize("link_header", [True, False])
+def test_harness_memberships_name_the_next_page_in_the_body(
+    harness: Harness, browser: httpx.Client, link_header: bool
+) -> None:
+    platform = harness.platform
+    platform.nrps_next_in_link_header = link_header
+    token = access_token(harness, browser, NRPS_SCOPE)
+
+    response = browser.get(
+        platform.memberships_url, params={"limit": 1}, headers=bearer(token)
+    )
+
+    assert response.status_code == 200
+    next_url = f"{platform.memberships_url}?limit=1&page=2"
+    assert response.json()["next"] == next_url
+    expected_link = f"<{next_url}>; rel=next" if link_header else None
+    assert response.headers.get("link") == expected_link
+
+
+def test_harness_deep_linking_launch_carries_the_package_settings(
+    harness: Harness, browser: httpx.Client
+) -> None:
+    platform = harness.platform
+    start = browser.get(platform.start_url("instructor-1", deep_linking=True))
+    login = query_of(start.headers["location"])
+
+    response = browser.get(auth_request(platform, login))
+
+    assert login["target_link_uri"] == harness.tool.deep_linking_uri
+    claims = jwt.decode(
+        parse_form(response.text)[1]["id_token"],
+        platform_key(browser, platform),
+        algorithms=["RS256"],
+        audience=platform.client_id,
+    )
+    assert claims[MESSAGE_TYPE_CLAIM] == "LtiDeepLinkingRequest"
+    assert claims[TARGET_LINK_URI_CLAIM] == harness.tool.deep_linking_uri
+    settings = claims[DEEP_LINKING_SETTINGS_CLAIM]
+    assert settings["deep_link_return_url"] == platform.deep_link_return_url
+    assert set(settings["accept_types"]) == {
+        "ltiResourceLink",
+        "link",
+        "html",
+        "image",
+        "file",
+    }
+    assert RESOURCE_LINK_CLAIM not in claims
+
+
+def test_harness_start_refuses_deep_linking_without_a_registered_url(
+    harness: Harness, browser: httpx.Client
+) -> None:
+    platform = harness.platform
+    platform.tool = replace(platform.tool, deep_linking_uri=None)
+
+    response = browser.get(platform.start_url("instructor-1", deep_linking=True))
+
+    assert response.status_code == 404
+    assert platform.message_hints == {}
+
+
+def deep_linking_jwt(
+    harness: Harness,
+    *,
+    key: ToolKey | None = None,
+    message_type: str = "LtiDeepLinkingResponse",
+    audience: str | None = None,
+    item_type: str = "ltiResourceLink",
+) -> str:
+    platform = harness.platform
+    now = int(time.time())
+    claims = {
+        "iss": platform.client_id,
+        "aud": audience or platform.issuer,
+        "iat": now,
+        "exp": now + 300,
+        "nonce": uuid.uuid4().hex,
+        MESSAGE_TYPE_CLAIM: message_type,
+        CONTENT_ITEMS_CLAIM: [{"type": item_type, "url": harness.tool.target_link_uri}],
+    }
+    signer = key or harness.tool_key
+
+    return jwt.encode(
+        claims,
+        signer.private_key,
+        algorithm="RS256",
+        headers={"kid": harness.tool_key.kid},
+    )
+
+
+@pytest.mark.parametrize(
+    "case", ["unknown_key", "resource_link_message", "type_not_accepted", "no_jwt"]
+)
+def test_harness_deep_linking_return_refuses(
+    harness: Harness, browser: httpx.Client, case: str
+) -> None:
+    platform = harness.platform
+    platform.deep_linking_accept_types = ["ltiResourceLink", "link"]
+    form = {
+        "unknown_key": {"JWT": deep_linking_jwt(harness, key=generate_key())},
+        "resource_link_message": {
+            "JWT": deep_linking_jwt(harness, message_type="LtiResourceLinkRequest")
+        },
+        "type_not_accepted": {"JWT": deep_linking_jwt(harness, item_type="html")},
+        "no_jwt": {"jwt": deep_linking_jwt(harness)},
+    }[case]
+
+    response = browser.post(platform.deep_link_return_url, data=form)
+
+    assert response.status_code == 400
+    (answer,) = platform.record.deep_linking_returns
+    assert (answer.status, answer.content_items, answer.claims) == (400, [], None)
+
+
+def test_harness_deep_linking_return_is_lax_on_the_audience(
+    harness: Harness, browser: httpx.Client
+) -> None:
+    platform = harness.platform
+    token = deep_linking_jwt(harness, audience="someone-else")
+
+    response = browser.post(platform.deep_link_return_url, data={"JWT": token})
+
+    # The package verifies with verify_aud off: the tests judge aud themselves.
+    assert response.status_code == 200
+    assert response.json() == {"placed": 1}
+    (answer,) = platform.record.deep_linking_returns
+    assert answer.claims is not None and answer.claims["aud"] == "someone-else"
+    assert answer.content_items[0]["type"] == "ltiResourceLink"
+
+
 # --- our middleware launched and graded by the independent platform ---------
 
 
@@ -443,7 +641,9 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     app.state.errors = []
 
     try:
-        tool_server.start(LTIMiddleware(app, config=config))
+        # trust_env=False: no proxy from the environment may see this traffic.
+        http = httpx.AsyncClient(trust_env=False, timeout=10.0)
+        tool_server.start(LTIMiddleware(app, config=config, http=http))
         platform_server.start(platform.app)
         yield Deployment(platform, tool, tool_key, app.state.errors)
     finally:
