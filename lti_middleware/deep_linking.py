@@ -12,11 +12,13 @@ names the item and the setting, where a platform would show an opaque error.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -120,6 +122,8 @@ class DeepLinkingSettings:
     text: str | None = None
     data: Any = None
     has_data: bool = False
+    # The platform's data as sent, serialised: what the response echoes.
+    sent_data: str = field(default="null", repr=False)
 
     @classmethod
     def from_claim(cls, value: object) -> DeepLinkingSettings:
@@ -154,8 +158,9 @@ class DeepLinkingSettings:
             auto_create=bool(_flag("auto_create", value.get("auto_create"))),
             title=_optional_text("title", value.get("title")),
             text=_optional_text("text", value.get("text")),
-            data=value.get("data"),
+            data=copy.deepcopy(value.get("data")),
             has_data="data" in value,
+            sent_data=json.dumps(value.get("data")),
         )
 
     def accepts_type(self, item_type: str) -> bool:
@@ -258,7 +263,9 @@ def build_response_claims(
         c.CONTENT_ITEMS: [item.to_json() for item in items],
     }
     if settings.has_data:
-        claims[c.DEEP_LINKING_DATA] = settings.data
+        # Echoed exactly as the platform sent it, even if the app changed
+        # the settings object's copy since.
+        claims[c.DEEP_LINKING_DATA] = json.loads(settings.sent_data)
 
     for name, value in (messages or {}).items():
         if name not in _MESSAGE_CLAIMS:

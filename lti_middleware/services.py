@@ -10,7 +10,6 @@ headers without ever returning a silently partial list.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Iterable
 from json import dumps
 from typing import Any
@@ -41,10 +40,50 @@ def where(url: str) -> str:
     return parts.netloc + parts.path
 
 
-_LINK_VALUE = re.compile(
-    r'<([^>]*)>((?:\s*;\s*[^;,=\s]+\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^;,\s]*))?)*)'
-)
-_LINK_PARAM = re.compile(r';\s*([^;,=\s]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*))?')
+#: Longest Link header read; longer ones are refused, not truncated.
+MAX_LINK_HEADER = 32 * 1024
+#: Largest service response body read, in bytes.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+def _quoted(text: str, start: int) -> tuple[str, int]:
+    """The quoted string opening at ``start`` and the index after it."""
+    value: list[str] = []
+    index = start + 1
+    while index < len(text) and text[index] != '"':
+        if text[index] == "\\" and index + 1 < len(text):
+            index += 1
+        value.append(text[index])
+        index += 1
+    return "".join(value), index + 1
+
+
+def _link_params(text: str, index: int) -> tuple[dict[str, str], int]:
+    """Parameters after a link's ``<target>``, up to the ``,`` that ends it."""
+    params: dict[str, str] = {}
+    while index < len(text) and text[index] != ",":
+        if text[index] != ";":
+            index += 1
+            continue
+        name_end = index + 1
+        while name_end < len(text) and text[name_end] not in "=;,":
+            name_end += 1
+        name = text[index + 1 : name_end].strip().lower()
+        index = name_end
+        value = ""
+        if index < len(text) and text[index] == "=":
+            index += 1
+            while index < len(text) and text[index] == " ":
+                index += 1
+            if index < len(text) and text[index] == '"':
+                value, index = _quoted(text, index)
+            else:
+                value_end = index
+                while value_end < len(text) and text[value_end] not in ";,":
+                    value_end += 1
+                value, index = text[index:value_end].strip(), value_end
+        params.setdefault(name, value)
+    return params, index + 1
 
 
 def parse_links(headers: Iterable[str]) -> list[tuple[str, frozenset[str]]]:
@@ -53,19 +92,57 @@ def parse_links(headers: Iterable[str]) -> list[tuple[str, frozenset[str]]]:
     RFC 8288: a header may hold several links, parameters may be quoted
     strings containing commas or "=", and ``rel`` is a space-separated list
     of relation types compared case-insensitively ("next last" is a next
-    link). Targets are returned exactly as written.
+    link). Targets are returned exactly as written. One pass over the text:
+    a hostile header costs time in proportion to its length. Raises
+    ValueError for a header longer than MAX_LINK_HEADER.
     """
     links = []
     for header in headers:
-        for match in _LINK_VALUE.finditer(header):
-            relations: frozenset[str] = frozenset()
-            for name, value in _LINK_PARAM.findall(match.group(2)):
-                if name.lower() == "rel" and not relations:
-                    text = value[1:-1] if value.startswith('"') else value
-                    relations = frozenset(text.lower().split())
-            links.append((match.group(1), relations))
+        if len(header) > MAX_LINK_HEADER:
+            raise ValueError(f"Link header of {len(header)} characters")
+        index = 0
+        while True:
+            start = header.find("<", index)
+            end = header.find(">", start + 1) if start >= 0 else -1
+            if end < 0:
+                break
+            params, index = _link_params(header, end + 1)
+            relations = frozenset(params.get("rel", "").lower().split())
+            links.append((header[start + 1 : end], relations))
 
     return links
+
+
+async def send_bounded(
+    http: httpx.AsyncClient, request: httpx.Request, limit: int
+) -> httpx.Response:
+    """Send ``request`` and read at most ``limit`` bytes of the answer.
+
+    Raises ServiceError for a larger body: a platform (or whatever answers
+    in its place) must not make the tool hold gigabytes in memory.
+    """
+    response = await http.send(request, stream=True)
+    try:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise ServiceError(
+                    f"{request.method} {where(str(request.url))} answered with more "
+                    f"than {limit} bytes; refusing to read it"
+                )
+    finally:
+        await response.aclose()
+
+    # The body is decoded already: drop the headers that described it raw.
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=bytes(body), request=request
+    )
 
 
 def unexpected(url: str, response: httpx.Response, what: str) -> PlatformResponseError:
@@ -176,7 +253,14 @@ class ServiceSession:
 
     def link(self, response: httpx.Response, rel: str, base: str) -> str | None:
         """The ``rel`` link of ``response`` as an absolute URL, or None."""
-        for target, relations in parse_links(response.headers.get_list("link")):
+        try:
+            links = parse_links(response.headers.get_list("link"))
+        except ValueError as error:
+            # Reading on without the next link would return a partial list.
+            raise PaginationError(
+                f"unreadable Link header at {base!r}: {error}"
+            ) from None
+        for target, relations in links:
             if rel in relations:
                 return urljoin(base, target)
 
@@ -186,7 +270,7 @@ class ServiceSession:
         """The response's JSON body; PlatformResponseError when it is not JSON."""
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise unexpected(url, response, what) from None
 
     def _check_destination(self, url: str, what: str) -> None:
@@ -229,10 +313,11 @@ class ServiceSession:
 
         logger.info("%s %s", method, where(url))
         try:
-            return await self._http.request(
+            request = self._http.build_request(
                 method, url, content=content, headers=headers
             )
-        except httpx.HTTPError as error:
+            return await send_bounded(self._http, request, MAX_RESPONSE_BYTES)
+        except (httpx.HTTPError, UnicodeError) as error:
             raise ServiceError(
                 f"{method} {url} could not be sent: {type(error).__name__}: {error}"
             ) from error

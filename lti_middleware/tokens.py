@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -162,6 +163,9 @@ def _expires_in(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
 def _read_answer(answer: Any) -> tuple[str, float]:
     """The access token and its lifetime in seconds from a token response.
 
@@ -173,6 +177,10 @@ def _read_answer(answer: Any) -> tuple[str, float]:
     token = answer.get("access_token")
     if not isinstance(token, str) or not token:
         raise ValueError("the answer has no access_token")
+    # RFC 6750 2.1: a bearer token is b64token characters; anything else
+    # could not be sent in a header (or would smuggle one in).
+    if not _B64TOKEN.fullmatch(token):
+        raise ValueError("the access_token has characters a bearer token cannot")
     # RFC 6749 5.1: token_type is case-insensitive; bearer is all we speak.
     token_type = answer.get("token_type", "bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":

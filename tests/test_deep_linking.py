@@ -756,3 +756,20 @@ async def test_deep_linking_of_an_unbound_launch_fails_clearly() -> None:
 
     with pytest.raises(RuntimeError, match="not bound"):
         _ = launch.deep_linking
+
+
+def test_data_is_echoed_as_sent_even_if_the_app_changes_its_copy() -> None:
+    sent = {"csrf": "abc", "nested": {"n": 1}}
+    settings = settings_of(data=sent)
+    settings.data["csrf"] = "tampered"
+    settings.data["nested"]["n"] = 2
+
+    claims = build_response_claims(
+        registration=registration(),
+        deployment_id=DEPLOYMENT_ID,
+        settings=settings,
+        items=[],
+        now=1_700_000_000,
+    )
+
+    assert claims[c.DEEP_LINKING_DATA] == {"csrf": "abc", "nested": {"n": 1}}

@@ -55,3 +55,39 @@ def test_absent_relation_is_none() -> None:
 def test_next_url_is_kept_verbatim() -> None:
     odd = "https://lms.example.edu/api/items?b=2&a=1&cursor=x%2Fy"
     assert link_of(f'<{odd}>; rel="next"', "next") == odd
+
+
+def test_a_hostile_link_header_is_read_in_linear_time() -> None:
+    # Quadratic parsing of this took seconds per page (ReDoS); now it is
+    # refused by length, and a long header under the cap parses at once.
+    from lti_middleware.services import MAX_LINK_HEADER, parse_links
+
+    with pytest.raises(ValueError):
+        parse_links(["<" + "a" * MAX_LINK_HEADER])
+    assert parse_links(["<a" * (MAX_LINK_HEADER // 3)]) == []
+
+
+async def test_a_huge_answer_is_refused_not_read() -> None:
+    from lti_middleware.exceptions import ServiceError
+    from lti_middleware.services import send_bounded
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"x" * 5000)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+    with pytest.raises(ServiceError, match="more than 1000 bytes"):
+        await send_bounded(http, http.build_request("GET", BASE), 1000)
+
+
+async def test_a_compressed_answer_is_read_once_decoded() -> None:
+    import gzip
+
+    from lti_middleware.services import send_bounded
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        body = gzip.compress(b'{"a": 1}')
+        return httpx.Response(200, content=body, headers={"content-encoding": "gzip"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+    response = await send_bounded(http, http.build_request("GET", BASE), 1000)
+    assert response.json() == {"a": 1}

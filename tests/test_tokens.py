@@ -718,3 +718,13 @@ async def test_narrower_grant_is_logged_as_warning(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert LINEITEM in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("token", ["tok\u00e9n", "a b", "x\r\nX-Evil: 1"])
+def test_access_token_with_characters_a_header_cannot_carry_is_refused(
+    token: str,
+) -> None:
+    from lti_middleware.tokens import _read_answer
+
+    with pytest.raises(ValueError, match="characters"):
+        _read_answer({"access_token": token, "token_type": "Bearer"})
