@@ -24,7 +24,7 @@ from . import claims as c
 from .config import Registration, ToolConfig
 from .deep_linking import DeepLinkingSettings
 from .exceptions import LaunchError, PlatformAuthError
-from .login import LoginRecord, state_cookie_name
+from .login import BINDING_FIELD, LoginRecord, state_cookie_name
 from .platform_keys import PlatformKeySets
 from .stores.base import NonceStore
 
@@ -91,7 +91,7 @@ class LaunchValidator:
 
         record = await self._consume_state(state)
         try:
-            self._check_binding(state, record, cookies)
+            self._check_binding(state, record, cookies, form.get(BINDING_FIELD))
             registration = self._registration(record)
             claims = await self._check_token(id_token, registration, record, state)
         except LaunchError as error:
@@ -139,19 +139,25 @@ class LaunchValidator:
         return LoginRecord.from_json(found.value)
 
     def _check_binding(
-        self, state: str, record: LoginRecord, cookies: Mapping[str, str]
+        self,
+        state: str,
+        record: LoginRecord,
+        cookies: Mapping[str, str],
+        stored: str | None,
     ) -> None:
+        # The cookie, else the value the platform's storage gave back to our
+        # page (lti_middleware.storage); both must equal the login's binding.
         name = state_cookie_name(state)
-        value = cookies.get(name)
+        value, source = cookies.get(name), f"the {name} cookie"
+        if value is None and stored:
+            value, source = stored, "the platform storage value"
         if value is None:
             raise LaunchError(
                 "state_cookie_missing",
                 f"the request carries no {name} cookie (third-party cookies blocked?)",
             )
         if not hmac.compare_digest(value.encode(), record.binding.encode()):
-            raise LaunchError(
-                "state_mismatch", f"the {name} cookie does not match this state"
-            )
+            raise LaunchError("state_mismatch", f"{source} does not match this state")
 
     def _registration(self, record: LoginRecord) -> Registration:
         registration = self._registrations.get((record.issuer, record.client_id))

@@ -19,6 +19,8 @@ from .exceptions import LaunchError
 
 MAX_PARAMETER_LENGTH = 4096
 STATE_COOKIE_PREFIX = "lti1p3-state-"
+#: The form field a cookieless launch posts the binding in (see storage.py).
+BINDING_FIELD = "lti_storage_binding"
 
 _REQUIRED = ("iss", "login_hint", "target_link_uri")
 _OPTIONAL = ("client_id", "lti_deployment_id", "lti_message_hint")

@@ -22,13 +22,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pluggy
 from starlette.requests import cookie_parser
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import claims as c
 from . import defaults, hooks
 from .ags import AGSClient
-from .config import Registration, ToolConfig, load_config
+from .config import Registration, ToolConfig, load_config, origin_of
 from .deep_linking import DeepLinking, DeepLinkingSettings
 from .exceptions import ConfigurationError, LaunchError, StoreError
 from .keys import KeyProvider
@@ -38,6 +38,7 @@ from .message import LTILaunch
 from .nrps import NRPSClient
 from .pages import render_error
 from .platform_keys import PlatformKeySets
+from .storage import launch_needs_page, login_page, storage_target
 from .stores.base import LaunchStore, NonceStore
 from .tokens import AccessTokenClient
 
@@ -224,9 +225,22 @@ class LTIMiddleware:
             raise refusal from error
         logger.debug("login for %s %s", login.record.issuer, login.record.client_id)
 
-        response = RedirectResponse(
-            login.url, 302, headers={"Cache-Control": "no-store"}
-        )
+        target = storage_target(params)
+        if target is None:
+            response: Response = RedirectResponse(
+                login.url, 302, headers={"Cache-Control": "no-store"}
+            )
+        else:
+            # Platform storage draft: keep the binding in the platform's window
+            # too, for browsers that will not send the cookie back.
+            page = login_page(
+                auth_url=login.url,
+                target=target,
+                auth_origin=origin_of(login.url),
+                state=login.state,
+                binding=login.record.binding,
+            )
+            response = HTMLResponse(page.html, headers=page.headers)
         response.set_cookie(
             login.cookie_name,
             login.record.binding,
@@ -245,7 +259,12 @@ class LTIMiddleware:
                 f"{scope['method']} on the launch route; platforms POST the id_token",
             )
         form = await self._form(scope, receive)
-        validated = await self.validator.validate(form, _cookies(scope))
+        cookies = _cookies(scope)
+        page = launch_needs_page(form, cookies, self.config)
+        if page is not None:
+            # The state is not consumed: the page posts the launch again.
+            return HTMLResponse(page.html, headers=page.headers)
+        validated = await self.validator.validate(form, cookies)
 
         launch_id = secrets.token_urlsafe(32)
         record = {

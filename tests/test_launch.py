@@ -137,7 +137,7 @@ async def test_expired_state_refused(
 async def test_state_cookie_missing_is_its_own_reason(
     tool: ToolClient, platform: FakePlatform
 ) -> None:
-    login = await tool.login(lti_storage_target="_parent")
+    login = await tool.login()
     token = platform.sign(platform.claims(login.nonce))
 
     response = await tool.post_launch({"id_token": token, "state": login.state})

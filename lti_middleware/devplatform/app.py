@@ -26,6 +26,7 @@ from .settings import (
     PlatformSettings,
 )
 from .state import PlatformState
+from .storage import COURSE_PATH, render_course
 from .toolkeys import ToolKeySet
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -55,6 +56,10 @@ def create_platform(
         course = course_settings(settings, state)
         return HTMLResponse(render_home(course, state.placed_content))
 
+    async def course(request: Request) -> Response:
+        page, headers = render_course(course_settings(settings, state))
+        return HTMLResponse(page, headers=headers)
+
     async def gradebook(request: Request) -> Response:
         return HTMLResponse(render_gradebook(course_settings(settings, state), state))
 
@@ -75,6 +80,7 @@ def create_platform(
     line_item = line_items + "/{line_item_id}/lineitem"
     routes = [
         Route("/", home, methods=["GET"]),
+        Route(COURSE_PATH, course, methods=["GET"]),
         Route(LAUNCH_PATH, bind(auth.start_login), methods=["GET"]),
         Route(AUTH_PATH, bind(auth.authorize), methods=["GET", "POST"]),
         Route(KEY_SET_PATH, key_set_document, methods=["GET"]),

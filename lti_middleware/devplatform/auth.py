@@ -25,6 +25,7 @@ from .idtoken import build_claims, sign_id_token
 from .pages import render_error, render_form_post
 from .settings import INSTRUCTOR, PlatformSettings
 from .state import LaunchIntent, PlatformState, fingerprint
+from .storage import storage_params
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ async def start_login(
         "client_id": settings.client_id,
         "lti_deployment_id": settings.deployment_id,
         "lti_message_hint": intent.message_hint,
+        **storage_params(settings),
     }
     logger.debug("login initiation for resource link %s", link.id)
 
@@ -120,6 +122,7 @@ async def authorize(
 
     id_token = _issue_id_token(settings, state, intent, nonce=params["nonce"])
     fields = {"id_token": id_token, "state": params["state"]}
+    fields.update(storage_params(settings))
 
     return HTMLResponse(render_form_post(redirect_uri, fields, title="Launching"))
 

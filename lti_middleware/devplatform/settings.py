@@ -135,6 +135,8 @@ class PlatformSettings:
     nrps_enabled: bool = True
     nrps_page_size: int = DEFAULT_NRPS_PAGE_SIZE
     login_method: str = "GET"
+    #: Send ``lti_storage_target`` and answer platform storage messages.
+    platform_storage: bool = False
     id_token_lifetime: int = DEFAULT_ID_TOKEN_LIFETIME
     access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME
     hint_lifetime: int = DEFAULT_HINT_LIFETIME
