@@ -155,7 +155,7 @@ def _resource_link_ids(page: Page) -> set[str]:
 
 
 def test_instructor_places_the_quiz_that_a_learner_takes(
-    demo: str, tmp_path: Path
+    demo: str, artifacts: Path
 ) -> None:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -197,7 +197,7 @@ def test_instructor_places_the_quiz_that_a_learner_takes(
                 "Completed",
                 "FullyGraded",
             ]
-            screenshot = tmp_path / "gradebook.png"
+            screenshot = artifacts / "gradebook.png"
             page.screenshot(path=str(screenshot), full_page=True)
             print(f"gradebook screenshot: {screenshot}")
             assert screenshot.read_bytes().startswith(b"\x89PNG")

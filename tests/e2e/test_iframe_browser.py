@@ -342,14 +342,14 @@ def browse(
 
 
 def test_cookies_allowed_launch_is_bound_by_the_cookie(
-    start: Start, tmp_path: Path
+    start: Start, tmp_path: Path, artifacts: Path
 ) -> None:
     d = start(platform_storage=True)
 
     def scenario(page: Page) -> None:
         frame = open_course(page, d)
         frame.wait_for_url(re.compile(r"\?lti_launch="))
-        page.screenshot(path=tmp_path / "cookie-launch.png")
+        page.screenshot(path=artifacts / "cookie-launch.png")
         assert take_quiz(page, frame, d)[1] == "2 / 3"
 
     browse(tmp_path / "profile", block_cookies=False, scenario=scenario)
@@ -357,14 +357,14 @@ def test_cookies_allowed_launch_is_bound_by_the_cookie(
 
 
 def test_cookies_blocked_launch_is_bound_through_platform_storage(
-    start: Start, tmp_path: Path
+    start: Start, tmp_path: Path, artifacts: Path
 ) -> None:
     d = start(platform_storage=True)
 
     def scenario(page: Page) -> None:
         frame = open_course(page, d)
         frame.wait_for_url(re.compile(r"\?lti_launch="))
-        page.screenshot(path=tmp_path / "storage-launch.png")
+        page.screenshot(path=artifacts / "storage-launch.png")
         log = page.locator("#storage-log").inner_text()
         assert log.split() == ["lti.capabilities", "lti.put_data"] + [
             "lti.capabilities",
@@ -379,14 +379,14 @@ def test_cookies_blocked_launch_is_bound_through_platform_storage(
 
 
 def test_cookies_blocked_without_storage_explains_the_refusal(
-    start: Start, tmp_path: Path
+    start: Start, tmp_path: Path, artifacts: Path
 ) -> None:
     d = start(platform_storage=False)
 
     def scenario(page: Page) -> None:
         frame = open_course(page, d)
         frame.get_by_text("state_cookie_missing").wait_for()
-        page.screenshot(path=tmp_path / "explanation.png")
+        page.screenshot(path=artifacts / "explanation.png")
         assert "third-party cookies" in frame.content()
         assert "Open the tool in a new window" in frame.content()
 
@@ -411,7 +411,7 @@ def test_top_level_launch_with_storage_target_goes_straight_on(
 
 
 def test_storage_target_without_an_answer_falls_back_to_the_explanation(
-    start: Start, tmp_path: Path
+    start: Start, tmp_path: Path, artifacts: Path
 ) -> None:
     # Some platforms send lti_storage_target from pages that do not answer:
     # the tool's pages wait a bounded time, then go on without storage.
@@ -427,7 +427,7 @@ def test_storage_target_without_an_answer_falls_back_to_the_explanation(
         frame = page.frame(name=TOOL_FRAME)
         assert frame is not None
         frame.get_by_text("state_cookie_missing").wait_for()
-        page.screenshot(path=tmp_path / "no-answer.png")
+        page.screenshot(path=artifacts / "no-answer.png")
 
     browse(tmp_path / "profile", block_cookies=True, scenario=scenario)
     assert d.spy.launches == [(False, 200), (False, 401)]
