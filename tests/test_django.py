@@ -288,6 +288,28 @@ def test_launch_required_refuses_without_a_launch_and_skips_csrf() -> None:
     assert view.csrf_exempt is True  # type: ignore[attr-defined]
 
 
+def test_project_pages_are_the_starlette_quizs() -> None:
+    from example_apps import quiz_app
+    from example_apps.django_project import views
+
+    launch = fake_launch()
+    request = RequestFactory().get("/")
+    request.lti = launch  # type: ignore[attr-defined]
+    bare = RequestFactory().get("/")
+    bare.lti = None  # type: ignore[attr-defined]
+    quiz = quiz_app.render(
+        "Quiz", quiz_app.describe(launch) + quiz_app.quiz_form(launch)
+    )
+
+    page = views.home(request)
+    no_launch = views.home(bare)
+
+    assert page.content == bytes(quiz.body)
+    assert page["referrer-policy"] == "no-referrer"
+    assert page["cache-control"] == "no-store"
+    assert no_launch.content == bytes(quiz_app.render("Quiz", quiz_app.NO_LAUNCH).body)
+
+
 async def test_launch_required_on_an_async_view() -> None:
     async def view(request: HttpRequest) -> HttpResponse:
         return echo_user(request)
@@ -474,6 +496,7 @@ async def test_asgi_launch_reaches_the_view_and_grades(
     assert "x-frame-options" not in page.headers
     assert result.status_code == 200, result.text
     assert "You scored <strong>2/3</strong>" in result.text
+    assert f'<a href="/?lti_launch={launch_id}">Try again</a>' in result.text
     (score,) = scoring_platform.scores
     assert (score["scoreGiven"], score["scoreMaximum"]) == (2, 3)
     assert score["userId"] == "user-1"

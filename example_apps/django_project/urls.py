@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path  # type: ignore[import-untyped]
 
 from . import views
 

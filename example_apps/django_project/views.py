@@ -2,20 +2,32 @@
 
 ``submit`` is a sync view and sends the grade with ``call_sync``;
 ``submit_async`` is an async view and uses ``call_async``. Both work under
-ASGI and under WSGI. Every value on a page is escaped.
+ASGI and under WSGI. The pages are those of the Starlette quiz: its
+``render``, ``describe`` and ``explain`` are reused here. Every value on a page
+is escaped.
 """
 
 from __future__ import annotations
 
 import logging
 from html import escape
-from urllib.parse import urlencode
 
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.conf import settings  # type: ignore[import-untyped]
+from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
+from django.views.decorators.http import (  # type: ignore[import-untyped]
+    require_GET,
+    require_POST,
+)
 
-from example_apps.quiz_app import NO_LAUNCH, QUESTIONS, SCORE_MAXIMUM, explain
+from example_apps import quiz_app
+from example_apps.quiz_app import (
+    NO_LAUNCH,
+    QUESTIONS,
+    SCORE_MAXIMUM,
+    describe,
+    explain,
+    with_launch,
+)
 from lti_middleware import LTILaunch, ScoreError, ServiceError
 from lti_middleware.django import call_async, call_sync, launch_required
 
@@ -23,27 +35,31 @@ logger = logging.getLogger(__name__)
 
 
 def render(title: str, body: str, status: int = 200) -> HttpResponse:
-    """A page around ``body``, which must already be escaped HTML."""
-    html = (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title></head>\n"
-        f"<body>\n<h1>{escape(title)}</h1>\n{body}\n</body></html>\n"
+    """The quiz's page for ``body`` (escaped HTML), as a Django response.
+
+    The markup and headers are those of :func:`example_apps.quiz_app.render`;
+    Django adds the ``frame-ancestors`` policy of ``LTI_FRAME_ANCESTORS``.
+    """
+    page = quiz_app.render(title, body, status)
+    response = HttpResponse(
+        bytes(page.body),
+        status=page.status_code,
+        content_type=page.headers["content-type"],
     )
-    response = HttpResponse(html, status=status)
-    response["Cache-Control"] = "no-store"
+    for header in ("cache-control", "referrer-policy"):
+        response[header] = page.headers[header]
     response["Content-Security-Policy"] = (
         f"frame-ancestors {settings.LTI_FRAME_ANCESTORS}"
     )
     return response
 
 
-def with_launch(path: str, launch: LTILaunch) -> str:
-    """``path`` carrying the launch id, for links and form actions."""
-    return path + "?" + urlencode({"lti_launch": launch.launch_id})
-
-
 def quiz_form(launch: LTILaunch, action: str) -> str:
-    """The questions as a form posting to ``action`` with the launch id."""
+    """The questions as a form posting to ``action`` with the launch id.
+
+    The markup of :func:`example_apps.quiz_app.quiz_form`, whose action is
+    always ``/submit``; this project also has ``/submit-async``.
+    """
     fieldsets = []
     for question in QUESTIONS:
         options = "".join(
@@ -62,22 +78,15 @@ def quiz_form(launch: LTILaunch, action: str) -> str:
     )
 
 
-@require_GET
+@require_GET  # type: ignore[untyped-decorator]
 def home(request: HttpRequest) -> HttpResponse:
     """The landing page: the quiz for a launch, else a pointer to the course."""
-    launch: LTILaunch | None = request.lti  # type: ignore[attr-defined]
+    launch: LTILaunch | None = request.lti
     if launch is None:
         return render("Quiz", NO_LAUNCH)
 
-    user = launch.user.name or launch.user.id or "an anonymous user"
-    role = "instructor" if launch.roles.is_instructor else "learner"
-    course = launch.context.title if launch.context is not None else None
-    body = (
-        f"<p>Launched by <strong>{escape(user)}</strong> ({role}) in "
-        f"<em>{escape(course or 'no course')}</em>.</p>\n"
-    )
     action = "/submit-async" if request.GET.get("view") == "async" else "/submit"
-    return render("Quiz", body + quiz_form(launch, action))
+    return render("Quiz", describe(launch) + quiz_form(launch, action))
 
 
 def count_correct(request: HttpRequest) -> int:
@@ -96,11 +105,17 @@ async def post_grade(launch: LTILaunch, correct: int) -> None:
     )
 
 
-def outcome(correct: int, error: ScoreError | ServiceError | None) -> HttpResponse:
+def outcome(
+    launch: LTILaunch, correct: int, error: ScoreError | ServiceError | None
+) -> HttpResponse:
     """The page after a submission, with or without the grade recorded."""
     result = f"{correct}/{SCORE_MAXIMUM}"
     if error is None:
-        body = f"<p>You scored <strong>{result}</strong>. The grade has been sent.</p>"
+        again = escape(with_launch("/", launch))
+        body = (
+            f"<p>You scored <strong>{result}</strong>. The grade has been sent to "
+            f'your course.</p>\n<p><a href="{again}">Try again</a></p>'
+        )
         return render("Quiz submitted", body)
 
     logger.warning("grade not recorded: %s", error)
@@ -113,29 +128,29 @@ def outcome(correct: int, error: ScoreError | ServiceError | None) -> HttpRespon
     return render("Grade not recorded", body, status)
 
 
-@require_POST
+@require_POST  # type: ignore[untyped-decorator]
 @launch_required
 def submit(request: HttpRequest) -> HttpResponse:
     """Score the answers and send the grade, from a sync view."""
-    launch: LTILaunch = request.lti  # type: ignore[attr-defined]
+    launch: LTILaunch = request.lti
     correct = count_correct(request)
     try:
         call_sync(request, post_grade(launch, correct))
     except (ScoreError, ServiceError) as error:
-        return outcome(correct, error)
+        return outcome(launch, correct, error)
 
-    return outcome(correct, None)
+    return outcome(launch, correct, None)
 
 
-@require_POST
+@require_POST  # type: ignore[untyped-decorator]
 @launch_required
 async def submit_async(request: HttpRequest) -> HttpResponse:
     """Score the answers and send the grade, from an async view."""
-    launch: LTILaunch = request.lti  # type: ignore[attr-defined]
+    launch: LTILaunch = request.lti
     correct = count_correct(request)
     try:
         await call_async(request, post_grade(launch, correct))
     except (ScoreError, ServiceError) as error:
-        return outcome(correct, error)
+        return outcome(launch, correct, error)
 
-    return outcome(correct, None)
+    return outcome(launch, correct, None)

@@ -1,14 +1,16 @@
 """One launch-and-grade test, run against the quiz in every framework.
 
 Each app serves on a free port of 127.0.0.1 next to the development
-platform: the Starlette and FastAPI quizzes under uvicorn, the Flask quiz
-under ``wsgiref`` (threaded) through :class:`LTIWSGIMiddleware`. The test
-drives them with httpx the way a browser would and reads the grade the
-platform recorded.
+platform: the Starlette and FastAPI quizzes and the Django project's ASGI
+application under uvicorn; the Flask quiz and the Django project's WSGI
+application under ``wsgiref`` (threaded), both through
+:class:`LTIWSGIMiddleware`. The test drives them with httpx the way a browser
+would and reads the grade the platform recorded.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ import pytest
 
 from example_apps import fastapi_app, flask_app, quiz_app
 from example_apps.demo import first_form
-from lti_middleware import load_config
+from lti_middleware import ToolConfig, load_config
 from lti_middleware.wsgi import LTIWSGIMiddleware
 
 from .independent_platform import LOOPBACK, LocalServer
@@ -144,10 +146,49 @@ def _flask(directory: Path) -> tuple[Tool, Callable[[], None]]:
     return Tool(server.base_url, platform), stop
 
 
+#: The Django example project's settings, for both Django starters.
+DJANGO_SETTINGS = "example_apps.django_project.settings"
+
+
+def _django_asgi(config: ToolConfig, http: httpx.AsyncClient) -> Any:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DJANGO_SETTINGS)
+    from lti_middleware.django import get_asgi_application
+
+    return get_asgi_application(config=config, http=http)
+
+
+def _django_wsgi(directory: Path) -> tuple[Tool, Callable[[], None]]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DJANGO_SETTINGS)
+    from lti_middleware.django import get_wsgi_application
+
+    server = WSGIThreadServer()
+    platform = Platform(server.base_url)
+    try:
+        config = load_config(write_tool_config(directory, platform.settings))
+        app = get_wsgi_application(
+            config=config, http=httpx.AsyncClient(trust_env=False, timeout=10.0)
+        )
+    except BaseException:
+        server.stop()
+        platform.stop()
+        raise
+    server.start(app)
+
+    def stop() -> None:
+        server.stop()
+        # WSGI has no shutdown event: close the HTTP client and the loop here.
+        app.close()
+        platform.stop()
+
+    return Tool(server.base_url, platform), stop
+
+
 APPS: dict[str, Starter] = {
     "starlette": _asgi(quiz_app.create_app),
     "fastapi": _asgi(fastapi_app.create_app),
     "flask": _flask,
+    "django-asgi": _asgi(_django_asgi),
+    "django-wsgi": _django_wsgi,
 }
 
 
