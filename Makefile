@@ -35,6 +35,7 @@ lint: $(VENV)/.test-installed
 	$(PY) -m mypy example_apps/sqlite_store/lti_sqlite_store
 
 bench: $(VENV)/.test-installed
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/launch_and_grade.py
 	$(PY) benchmarks/stores_and_workers.py
 
