@@ -656,7 +656,8 @@ async def test_token_endpoint_refuses_a_signature_by_another_key(dev: Dev) -> No
 async def test_token_endpoint_refuses_an_assertion_without_kid(dev: Dev) -> None:
     response = await dev.request_token(dev.assertion(headers={"kid": DROP}))
 
-    assert response.status_code == 400
+    # No kid: the client cannot be authenticated (RFC 6749 5.2, 401).
+    assert response.status_code == 401
     assert "kid" in response.json()["error_description"]
 
 

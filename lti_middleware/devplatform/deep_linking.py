@@ -34,7 +34,7 @@ from .forms import FormError, read_form
 from .pages import render_deep_linking_result, render_error
 from .settings import DevResourceLink, DevUser, PlatformSettings
 from .state import LineItemRecord, PlacedContent, PlatformState
-from .toolkeys import KeySetError, ToolKeySet
+from .toolkeys import SignerRefusedError, ToolKeySet, signing_key_of
 
 logger = logging.getLogger(__name__)
 
@@ -191,25 +191,9 @@ async def verify_response(
 
 async def _tool_key(token: str, key_set: ToolKeySet) -> jwt.PyJWK:
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as error:
-        raise ResponseRefusedError("JWT is not a JWT") from error
-
-    if header.get("alg") != "RS256":
-        raise ResponseRefusedError(
-            f"header alg must be 'RS256', got {header.get('alg')!r}"
-        )
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise ResponseRefusedError("header kid is missing; keys are found by kid", 401)
-    try:
-        key = await key_set.find(kid)
-    except KeySetError as error:
-        raise ResponseRefusedError(str(error), 401) from error
-    if key is None:
-        raise ResponseRefusedError(f"kid {kid!r} is not in the tool's key set", 401)
-
-    return key
+        return await signing_key_of(token, key_set, "JWT")
+    except SignerRefusedError as error:
+        raise ResponseRefusedError(str(error), error.status) from error
 
 
 def _check_parties(payload: dict[str, Any], settings: PlatformSettings) -> None:

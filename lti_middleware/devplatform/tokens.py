@@ -28,7 +28,7 @@ from .. import claims
 from .forms import FormError, read_form
 from .settings import PlatformSettings
 from .state import PlatformState, TokenRequestRecord
-from .toolkeys import KeySetError, ToolKeySet
+from .toolkeys import SignerRefusedError, ToolKeySet, signing_key_of
 
 logger = logging.getLogger(__name__)
 
@@ -165,24 +165,9 @@ async def verify_assertion(
 
 async def _find_key(assertion: str, key_set: ToolKeySet) -> jwt.PyJWK:
     try:
-        header = jwt.get_unverified_header(assertion)
-    except jwt.PyJWTError as error:
-        raise _invalid_client("client_assertion is not a JWT") from error
-
-    if header.get("alg") != "RS256":
-        raise _invalid_client(f"header alg must be 'RS256', got {header.get('alg')!r}")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise _invalid_client("header kid is missing; keys are looked up by kid")
-
-    try:
-        key = await key_set.find(kid)
-    except KeySetError as error:
-        raise _invalid_client(str(error), 401) from error
-    if key is None:
-        raise _invalid_client(f"kid {kid!r} is not in the tool's key set", 401)
-
-    return key
+        return await signing_key_of(assertion, key_set, "client_assertion")
+    except SignerRefusedError as error:
+        raise _invalid_client(str(error), error.status) from error
 
 
 def _check_parties(payload: dict[str, Any], settings: PlatformSettings) -> None:

@@ -100,3 +100,42 @@ def _parse_key_set(document: Any) -> dict[str, jwt.PyJWK]:
             raise KeySetError(f"key {jwk['kid']!r} is unusable: {error}") from error
 
     return keys
+
+
+class SignerRefusedError(Exception):
+    """A tool-signed JWT names no usable key; ``status`` is 400 or 401."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def signing_key_of(token: str, key_set: ToolKeySet, what: str) -> jwt.PyJWK:
+    """The tool's key that signed ``token``, found by its header's kid.
+
+    Only RS256 is accepted, and only a key the tool publishes under that kid
+    (platforms such as Canvas look keys up by kid and try no other).
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as error:
+        raise SignerRefusedError(f"{what} is not a JWT") from error
+
+    if header.get("alg") != "RS256":
+        raise SignerRefusedError(
+            f"header alg must be 'RS256', got {header.get('alg')!r}"
+        )
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise SignerRefusedError(
+            "header kid is missing; keys are looked up by kid", 401
+        )
+
+    try:
+        key = await key_set.find(kid)
+    except KeySetError as error:
+        raise SignerRefusedError(str(error), 401) from error
+    if key is None:
+        raise SignerRefusedError(f"kid {kid!r} is not in the tool's key set", 401)
+
+    return key
