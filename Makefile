@@ -38,6 +38,7 @@ bench: $(VENV)/.test-installed
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/launch_and_grade.py
 	$(PY) benchmarks/stores_and_workers.py
+	$(PY) benchmarks/validation.py
 
 clean:
 	rm -rf $(VENV) .demo
