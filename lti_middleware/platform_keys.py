@@ -114,6 +114,7 @@ class PlatformKeySets:
         self._user_agent = user_agent
         self._sets: dict[str, _KeySet] = {}
         self._fetches: dict[str, asyncio.Future[_KeySet | None]] = {}
+        self._attempted: dict[str, float] = {}
         self.fetch_count = 0
 
     async def key_for(self, key_set_url: str, kid: str, alg: str) -> jwt.PyJWK:
@@ -141,6 +142,20 @@ class PlatformKeySets:
         if current is not None:
             if now - current.fetched_at < self._min_refetch_interval:
                 return current
+        # A fetch in flight is shared. Otherwise a failed fetch counts too: a
+        # platform whose key set is down must not be asked again for every
+        # forged kid.
+        if url not in self._fetches:
+            attempted = self._attempted.get(url)
+            if attempted is not None and now - attempted < self._min_refetch_interval:
+                if current is not None:
+                    return current
+                raise LaunchError(
+                    "key_set_unavailable",
+                    f"the key set at {url} could not be fetched moments ago; "
+                    f"retrying after {self._min_refetch_interval:.0f}s",
+                )
+            self._attempted[url] = now
 
         fresh = await self._fetch_once(url)
         if fresh is not None:

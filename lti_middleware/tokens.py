@@ -102,15 +102,26 @@ def _truncate(text: str) -> str:
     return text if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS] + "..."
 
 
+_SECRET_TEXT = re.compile(
+    r"((?:access|refresh|id)_token)([\"']?\s*[:=]\s*[\"']?)[^\"'&,;\s}\]]+"
+)
+
+
 def _redacted(body: Any) -> str:
-    # A 2xx answer we cannot use may still hold a live token: keep it out.
+    """A 2xx answer we cannot use may still hold a live token: keep it out.
+
+    JSON objects lose their token members; any other text (a form-encoded
+    answer, a list, HTML) has every ``*_token=value`` or ``"*_token": "value"``
+    replaced, whatever its shape.
+    """
     if isinstance(body, dict):
         body = {
             name: "[redacted]" if name in _SECRET_MEMBERS else value
             for name, value in body.items()
         }
+    text = body if isinstance(body, str) else json.dumps(body)
 
-    return _truncate(json.dumps(body))
+    return _truncate(_SECRET_TEXT.sub(r"\1\2[redacted]", text))
 
 
 def _hint(registration: Registration, status: int, body: str) -> str:
@@ -367,7 +378,10 @@ class AccessTokenClient:
             answer: Any = response.json()
         except ValueError:
             raise self._unusable(
-                registration, response, "the answer is not JSON", response.text
+                registration,
+                response,
+                "the answer is not JSON",
+                _redacted(response.text),
             ) from None
         try:
             token, lifetime = _read_answer(answer)

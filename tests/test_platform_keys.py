@@ -229,3 +229,46 @@ async def test_deeply_nested_key_set_is_unavailable(platform: FakePlatform) -> N
     with pytest.raises(LaunchError) as error:
         await key_sets(platform).key_for(JWKS_URL, "k", "RS256")
     assert error.value.reason == "key_set_unavailable"
+
+
+async def test_a_failed_fetch_is_not_repeated_within_the_interval(
+    platform: FakePlatform, clock: Clock
+) -> None:
+    platform.key_set_down = True
+    sets = key_sets(platform)
+    for _ in range(5):
+        with pytest.raises(LaunchError) as error:
+            await sets.key_for(JWKS_URL, "forged", "RS256")
+        assert error.value.reason == "key_set_unavailable"
+    clock.now += 31
+    platform.key_set_down = False
+    key = await sets.key_for(JWKS_URL, platform.key.kid, "RS256")
+
+    assert key.key_id == platform.key.kid
+    assert len(platform.key_set_requests) == 2
+
+
+async def test_concurrent_first_launches_share_a_slow_fetch(
+    platform: FakePlatform,
+) -> None:
+    # The first fetch is still in flight when the others arrive: they wait for
+    # it rather than being refused by the refetch limit.
+    release = asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return platform.handle(request)
+
+    sets = PlatformKeySets(
+        httpx.AsyncClient(transport=httpx.MockTransport(slow)), clock=platform.clock
+    )
+    lookups = [
+        asyncio.ensure_future(sets.key_for(JWKS_URL, platform.key.kid, "RS256"))
+        for _ in range(10)
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    keys = await asyncio.gather(*lookups)
+
+    assert {key.key_id for key in keys} == {platform.key.kid}
+    assert len(platform.key_set_requests) == 1
