@@ -251,9 +251,15 @@ class LaunchValidator:
         )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
-        claims = json.loads(payload)
+        # RFC 8259 has no NaN or Infinity; Python's parser would let them in,
+        # and they break the app the first time it writes the claims as JSON.
+        claims = json.loads(payload, parse_constant=_no_constant)
         # A lone surrogate ("\ud800") is valid JSON but not text: it would
         # crash the app the first time it writes the claim out.
         json.dumps(claims, ensure_ascii=False).encode("utf-8")
@@ -383,7 +389,7 @@ def check_message(claims: Mapping[str, Any], record: LoginRecord) -> None:
             "version_unsupported", f"version is {version!r}, expected '1.3.0'"
         )
     message_type = claims.get(c.MESSAGE_TYPE)
-    if message_type not in SUPPORTED_MESSAGE_TYPES:
+    if not isinstance(message_type, str) or message_type not in SUPPORTED_MESSAGE_TYPES:
         raise LaunchError(
             "message_type_unsupported",
             f"message_type {message_type!r}; supported: "

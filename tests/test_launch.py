@@ -662,3 +662,20 @@ async def test_refusal_log_names_the_tokens_deployment(
         await tool.launch(**{c.DEPLOYMENT_ID: "99:evil"})
 
     assert "deployment_id=99:evil" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_non_json_number_constants_are_malformed(
+    tool: ToolClient, platform: FakePlatform, constant: str
+) -> None:
+    login = await tool.login()
+    text = json.dumps(platform.claims(login.nonce, **{c.CUSTOM: {"x": 1}})).replace(
+        '"x": 1', f'"x": {constant}'
+    )
+    token = _signed_raw(platform, text.encode())
+    assert_refused(await tool.launch_token(token, login), "token_malformed")
+
+
+async def test_message_type_of_the_wrong_type_is_unsupported(tool: ToolClient) -> None:
+    response = await tool.launch(**{c.MESSAGE_TYPE: ["LtiResourceLinkRequest"]})
+    assert_refused(response, "message_type_unsupported")
