@@ -27,6 +27,8 @@ DEFAULT_LOGIN_TTL = 600.0
 DEFAULT_LAUNCH_TTL = 7200.0
 DEFAULT_ALGORITHMS = ("RS256",)
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_HTTP_TIMEOUT = 10.0
+MAX_HTTP_TIMEOUT = 60.0
 
 # Asymmetric only: LTI Security Framework 6.1 forbids symmetric keys and "none".
 SUPPORTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -152,6 +154,7 @@ class ToolConfig:
     deployment_policy: str = "reject"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     user_agent: str = "lti-middleware"
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT
     plugin_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -179,6 +182,12 @@ class ToolConfig:
                 "tool.deployment_policy",
                 f"expected one of {DEPLOYMENT_POLICIES}, got {self.deployment_policy!r}",
             )
+        timeout = _seconds(
+            "tool.http_timeout", self.http_timeout, upper=MAX_HTTP_TIMEOUT
+        )
+        if timeout < 0.1:
+            raise ConfigurationError("tool.http_timeout", "must be at least 0.1")
+        object.__setattr__(self, "http_timeout", timeout)
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1024:
             raise ConfigurationError("tool.max_body_bytes", "expected an int >= 1024")
 
@@ -257,6 +266,7 @@ _TOOL_KEYS = {
     "deployment_policy",
     "max_body_bytes",
     "user_agent",
+    "http_timeout",
 }
 _PLATFORM_KEYS = {
     "issuer",

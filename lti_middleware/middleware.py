@@ -48,7 +48,6 @@ LAUNCH_PARAMETER = "lti_launch"
 LAUNCH_HEADER = b"x-lti-launch"
 MAX_FORM_FIELDS = 100
 MAX_LAUNCH_ID_LENGTH = 128
-HTTP_TIMEOUT = 10.0
 
 Handler = Callable[[Scope, Receive], Awaitable[Response]]
 
@@ -134,9 +133,10 @@ class LTIMiddleware:
         )
 
         self.clock = clock
-        self.http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+        timeout = self.config.http_timeout
+        self.http = http or httpx.AsyncClient(timeout=timeout)
         self.key_sets = PlatformKeySets(
-            self.http, clock=clock, user_agent=self.config.user_agent
+            self.http, clock=clock, user_agent=self.config.user_agent, timeout=timeout
         )
         self.tokens = AccessTokenClient(
             key_provider=self.keys,

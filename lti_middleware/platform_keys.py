@@ -107,11 +107,13 @@ class PlatformKeySets:
         clock: Callable[[], float] = time.time,
         min_refetch_interval: float = MIN_REFETCH_INTERVAL,
         user_agent: str = "lti-middleware",
+        timeout: float = FETCH_TIMEOUT,
     ) -> None:
         self._http = http
         self._clock = clock
         self._min_refetch_interval = min_refetch_interval
         self._user_agent = user_agent
+        self._timeout = timeout
         self._sets: dict[str, _KeySet] = {}
         self._fetches: dict[str, asyncio.Future[_KeySet | None]] = {}
         self._attempted: dict[str, float] = {}
@@ -205,7 +207,7 @@ class PlatformKeySets:
     async def _download(self, url: str) -> tuple[bytes, str | None]:
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}
         async with self._http.stream(
-            "GET", url, headers=headers, timeout=FETCH_TIMEOUT
+            "GET", url, headers=headers, timeout=self._timeout
         ) as response:
             response.raise_for_status()
             body = bytearray()

@@ -173,3 +173,11 @@ def test_plugin_table_must_be_a_table(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as error:
         load_config(write(tmp_path, 'plugins = "redis"\n' + TOML))
     assert error.value.key == "plugins"
+
+
+@pytest.mark.parametrize("value", [0, 0.01, 61, "10"])
+def test_http_timeout_is_bounded(tmp_path: Path, value: object) -> None:
+    text = TOML.replace("leeway = 30", f"http_timeout = {value!r}".replace("'", '"'))
+    with pytest.raises(ConfigurationError) as error:
+        load_config(write(tmp_path, text))
+    assert error.value.key == "tool.http_timeout"
