@@ -148,6 +148,7 @@ class LTIMiddleware:
             clock=clock,
             user_agent=self.config.user_agent,
         )
+        self._registrations = {r.key: r for r in self.config.registrations}
         self.validator = LaunchValidator(
             config=self.config,
             key_sets=self.key_sets,
@@ -323,14 +324,7 @@ class LTIMiddleware:
                 "the launch id on this request is unknown or expired",
             )
         record = _launch_record(data)
-        registration = next(
-            (
-                r
-                for r in self.config.registrations
-                if r.key == (record["issuer"], record["client_id"])
-            ),
-            None,
-        )
+        registration = self._registrations.get((record["issuer"], record["client_id"]))
         if registration is None:
             raise LaunchError(
                 "launch_not_found", "the launch's registration is no longer configured"
