@@ -18,9 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 from . import claims as c
+from . import jws
 from .config import Registration, ToolConfig
 from .deep_linking import DeepLinkingSettings
 from .exceptions import LaunchError, PlatformAuthError
@@ -33,8 +32,6 @@ logger = logging.getLogger(__name__)
 SUPPORTED_MESSAGE_TYPES = frozenset({c.RESOURCE_LINK_REQUEST, c.DEEP_LINKING_REQUEST})
 MAX_ID_TOKEN_LENGTH = 64 * 1024
 MAX_SUB_LENGTH = 255
-
-_jws = jwt.PyJWS()
 
 
 def state_key(state: str) -> str:
@@ -177,33 +174,29 @@ class LaunchValidator:
                 "token_malformed", f"id_token longer than {MAX_ID_TOKEN_LENGTH} bytes"
             )
         try:
-            header = jwt.get_unverified_header(id_token)
-        except (jwt.PyJWTError, RecursionError) as error:
+            token = jws.parse(id_token)
+        except jws.MalformedJWS as error:
             raise LaunchError("token_malformed", f"unreadable JWT: {error}") from error
 
-        alg = header.get("alg")
+        alg = token.header.get("alg")
         if alg not in self._config.allowed_algorithms:
             raise LaunchError(
                 "alg_not_allowed",
                 f"header alg {alg!r}; allowed: {list(self._config.allowed_algorithms)}",
             )
-        kid = header.get("kid")
+        kid = token.header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise LaunchError("kid_missing", "the JWT header has no kid")
 
         key = await self._key_sets.key_for(registration.key_set_url, kid, alg)
-        try:
-            payload = _jws.decode(id_token, key, algorithms=[alg])
-        except jwt.InvalidSignatureError as error:
+        if not token.verify(key):
             raise LaunchError(
                 "signature_invalid",
                 f"signature does not verify with key {kid!r} of "
                 f"{registration.key_set_url}",
-            ) from error
-        except (jwt.PyJWTError, RecursionError) as error:
-            raise LaunchError("token_malformed", f"unreadable JWT: {error}") from error
+            )
 
-        return _json_object(payload)
+        return _json_object(token.payload)
 
     async def _consume_nonce(self, claims: Mapping[str, Any], state: str) -> None:
         nonce = claims.get("nonce")
@@ -255,15 +248,25 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every launch: json.loads with an option builds a new one
+# per call.
+_claims_decoder = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         # RFC 8259 has no NaN or Infinity; Python's parser would let them in,
         # and they break the app the first time it writes the claims as JSON.
-        claims = json.loads(payload, parse_constant=_no_constant)
+        # RFC 7519 7.2: the claims are UTF-8. json.loads would also take
+        # UTF-16 or UTF-32, and UTF-8-encoded surrogates ("surrogatepass").
+        claims = _claims_decoder.decode(payload.decode("utf-8"))
         # A lone surrogate ("\ud800") is valid JSON but not text: it would
-        # crash the app the first time it writes the claim out.
-        json.dumps(claims, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as error:
+        # crash the app the first time it writes the claim out. Past the
+        # strict decode above only a \u escape can make one, so the costly
+        # re-encoding runs only for payloads that hold one.
+        if b"\\u" in payload:
+            json.dumps(claims, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError) as error:
         raise LaunchError(
             "token_malformed", "the JWT payload holds invalid Unicode"
         ) from error

@@ -240,6 +240,9 @@ class PlatformKeySets:
             )
         try:
             key = jwt.PyJWK(jwk, algorithm=alg)
+            # The algorithm's own checks of a key object (an EC key's curve,
+            # which PyJWK skips) run once here, not on every launch.
+            key.Algorithm.prepare_key(key.key)
         except (jwt.PyJWTError, ValueError) as error:
             raise LaunchError(
                 "signature_invalid", f"key {kid!r} in the platform key set is invalid"

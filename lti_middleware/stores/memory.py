@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
-
-from cachetools import TLRUCache
 
 from .base import Consumed
 
@@ -35,27 +34,77 @@ class _Entry(NamedTuple):
     expires: float
 
 
-def _expiry(_key: str, entry: _Entry, _now: float) -> float:
-    return entry.expires
-
-
 class _TimedMap:
-    """A bounded map whose entries each carry their own expiry time."""
+    """A bounded map whose entries each carry their own expiry time.
+
+    A dict holds the entries; a heap of ``(expires, sequence, key)`` tuples
+    orders them by expiry. Overwriting a key leaves its old heap item behind,
+    recognised as stale by its sequence number and dropped when it reaches
+    the top. Tuples compare in C: cachetools' TLRUCache, used before, compared
+    Python objects and cost about 4 us per write, a tenth of a launch.
+    """
 
     def __init__(self, max_entries: int, clock: Clock) -> None:
+        self._max_entries = max_entries
         self._clock = clock
-        self._cache: TLRUCache[str, _Entry] = TLRUCache(
-            maxsize=max_entries, ttu=_expiry, timer=clock
-        )
+        self._entries: dict[str, tuple[_Entry, int]] = {}
+        self._expiry: list[tuple[float, int, str]] = []
+        self._sequence = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: str) -> _Entry | None:
-        return self._cache.get(key)
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[0].expires <= self._clock():
+            self._drop_expired()
+            return None
+
+        return found[0]
 
     def set(self, key: str, value: str | None, ttl: float, *, used: bool) -> None:
-        self._cache[key] = _Entry(value, used, self._clock() + ttl)
+        expires = self._clock() + ttl
+        self._sequence += 1
+        if key not in self._entries and len(self._entries) >= self._max_entries:
+            self._make_room()
+
+        self._entries[key] = (_Entry(value, used, expires), self._sequence)
+        heapq.heappush(self._expiry, (expires, self._sequence, key))
+        if len(self._expiry) > 2 * self._max_entries + 16:
+            self._compact()
 
     def pop(self, key: str) -> None:
-        self._cache.pop(key, None)
+        self._entries.pop(key, None)
+
+    def _make_room(self) -> None:
+        # Expired entries go first; when none has expired, the one closest to
+        # expiry makes way (it had the least time left to be useful).
+        self._drop_expired()
+        while len(self._entries) >= self._max_entries and self._expiry:
+            _, sequence, key = heapq.heappop(self._expiry)
+            self._forget(key, sequence)
+
+    def _drop_expired(self) -> None:
+        now = self._clock()
+        while self._expiry and self._expiry[0][0] <= now:
+            _, sequence, key = heapq.heappop(self._expiry)
+            self._forget(key, sequence)
+
+    def _forget(self, key: str, sequence: int) -> None:
+        found = self._entries.get(key)
+        if found is not None and found[1] == sequence:
+            del self._entries[key]
+
+    def _compact(self) -> None:
+        # Keys overwritten again and again (a token refreshed before its
+        # expiry) leave stale heap items; rebuild from the live entries.
+        self._expiry = [
+            (entry.expires, sequence, key)
+            for key, (entry, sequence) in self._entries.items()
+        ]
+        heapq.heapify(self._expiry)
 
 
 class MemoryNonceStore:

@@ -11,6 +11,7 @@ from lti_middleware.stores.memory import (
     MemoryAccessTokenStore,
     MemoryLaunchStore,
     MemoryNonceStore,
+    _TimedMap,
 )
 from lti_middleware.testing import (
     AccessTokenStoreContract,
@@ -97,3 +98,73 @@ async def test_memory_nonce_store_bounds_its_entries() -> None:
 
     found = [await store.consume(f"state:{n}", 60) for n in range(50)]
     assert sum(result.status == "ok" for result in found) <= 10
+
+
+def test_full_map_drops_expired_entries_before_live_ones() -> None:
+    clock = ManualClock()
+    records = _TimedMap(3, clock)
+    records.set("short", "v", 10, used=False)
+    records.set("long-1", "v", 100, used=False)
+    records.set("long-2", "v", 100, used=False)
+
+    clock.advance(11)
+    records.set("new", "v", 100, used=False)
+
+    assert records.get("short") is None
+    assert [records.get(k) is not None for k in ("long-1", "long-2", "new")] == [
+        True,
+        True,
+        True,
+    ]
+
+
+def test_full_map_without_expired_entries_evicts_the_one_closest_to_expiry() -> None:
+    clock = ManualClock()
+    records = _TimedMap(3, clock)
+    records.set("a", "v", 50, used=False)
+    records.set("b", "v", 20, used=False)
+    records.set("c", "v", 80, used=False)
+
+    records.set("d", "v", 60, used=False)
+
+    assert len(records) == 3
+    assert records.get("b") is None
+    assert all(records.get(key) is not None for key in ("a", "c", "d"))
+
+
+def test_overwritten_key_keeps_its_new_expiry_not_the_old_one() -> None:
+    # A consumed state is rewritten as a tombstone with a longer life; the
+    # heap item of its first write must not take the tombstone away.
+    clock = ManualClock()
+    records = _TimedMap(10, clock)
+    records.set("state:x", "login", 10, used=False)
+    records.set("state:x", None, 100, used=True)
+
+    clock.advance(50)
+    records.set("other", "v", 10, used=False)
+
+    entry = records.get("state:x")
+    assert entry is not None and entry.used
+
+
+def test_repeated_overwrites_do_not_grow_the_expiry_heap_without_bound() -> None:
+    clock = ManualClock()
+    records = _TimedMap(4, clock)
+
+    for _ in range(1_000):
+        records.set("token", "v", 3600, used=False)
+
+    assert len(records) == 1
+    assert len(records._expiry) <= 2 * 4 + 16
+    assert records.get("token") is not None
+
+
+def test_entry_past_its_expiry_is_not_returned() -> None:
+    clock = ManualClock()
+    records = _TimedMap(10, clock)
+    records.set("k", "v", 5, used=False)
+
+    clock.advance(5)
+
+    assert records.get("k") is None
+    assert len(records) == 0
