@@ -26,6 +26,7 @@ import jwt
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+_decoder = json.JSONDecoder()
 
 # The last character of a segment whose length is 2 or 3 mod 4 carries bits
 # that decode to nothing; canonical encoders leave them zero. Allowing others
@@ -70,9 +71,10 @@ def parse(token: str) -> CompactJWS:
     except UnicodeEncodeError:
         raise MalformedJWS("the token holds non-ASCII characters") from None
 
-    if raw.count(b".") != 2:
+    dots = raw.count(b".")
+    if dots != 2:
         raise MalformedJWS(
-            f"a compact JWS has 3 dot-separated parts; this has {raw.count(b'.') + 1}"
+            f"a compact JWS has 3 dot-separated parts; this has {dots + 1}"
         )
     signing_input, _, signature_part = raw.rpartition(b".")
     header_part, _, payload_part = signing_input.partition(b".")
@@ -105,7 +107,7 @@ def _segment(part: bytes, name: str) -> bytes:
 
 def _header(data: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(data)
+        header = _decoder.decode(data.decode("utf-8"))
     except (ValueError, RecursionError) as error:
         raise MalformedJWS("the header is not JSON") from error
     if not isinstance(header, dict):
