@@ -65,7 +65,13 @@ def cache_lifetime(cache_control: str | None) -> float:
 
 def parse_key_set(document: bytes) -> dict[str, dict[str, Any]]:
     """Signing keys by kid from a JWKS document; keys without kid are skipped."""
-    data = json.loads(document)
+    try:
+        data = json.loads(document)
+    except ValueError:
+        # Often a login or maintenance page served in place of the key set.
+        raise ValueError(
+            f"the answer is not JSON (it starts {document[:40]!r})"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("not a JWKS document: no 'keys' array")
 
@@ -117,6 +123,8 @@ class PlatformKeySets:
         self._sets: dict[str, _KeySet] = {}
         self._fetches: dict[str, asyncio.Future[_KeySet | None]] = {}
         self._attempted: dict[str, float] = {}
+        # Why each key set URL last failed, for the refusal; one per URL.
+        self._failures: dict[str, str] = {}
         self.fetch_count = 0
 
     async def key_for(self, key_set_url: str, kid: str, alg: str) -> jwt.PyJWK:
@@ -154,8 +162,9 @@ class PlatformKeySets:
                     return current
                 raise LaunchError(
                     "key_set_unavailable",
-                    f"the key set at {url} could not be fetched moments ago; "
-                    f"retrying after {self._min_refetch_interval:.0f}s",
+                    f"the key set at {url} could not be fetched moments ago "
+                    f"({self._failures.get(url, 'unknown cause')}); retrying after "
+                    f"{self._min_refetch_interval:.0f}s",
                 )
             self._attempted[url] = now
 
@@ -166,7 +175,9 @@ class PlatformKeySets:
             # A network failure must not stop launches signed with keys we hold.
             return current
         raise LaunchError(
-            "key_set_unavailable", f"could not fetch the key set at {url}"
+            "key_set_unavailable",
+            f"could not fetch the key set at {url} "
+            f"({self._failures.get(url, 'unknown cause')})",
         )
 
     async def _fetch_once(self, url: str) -> _KeySet | None:
@@ -196,9 +207,11 @@ class PlatformKeySets:
             body, cache_control = await self._download(url)
             keys = parse_key_set(body)
         except (httpx.HTTPError, ValueError, RecursionError) as error:
-            logger.warning("platform key set %s unusable: %s", url, error)
+            self._failures[url] = failure = _describe(error, self._timeout)
+            logger.warning("platform key set %s unusable: %s", url, failure)
             return None
 
+        self._failures.pop(url, None)
         now = self._clock()
         key_set = _KeySet(keys, now, now + cache_lifetime(cache_control))
         self._sets[url] = key_set
@@ -256,6 +269,19 @@ class PlatformKeySets:
 
         key_set.parsed[(kid, alg)] = key
         return key
+
+
+def _describe(error: Exception, timeout: float) -> str:
+    """What went wrong with a key set fetch, in words an admin can act on."""
+    if isinstance(error, httpx.TimeoutException):
+        return f"no answer within {timeout:g}s ([tool] http_timeout)"
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"HTTP {error.response.status_code} from the platform"
+    if isinstance(error, httpx.HTTPError):
+        return f"{type(error).__name__}: {error}"[:200]
+    if isinstance(error, RecursionError):
+        return "the key set is nested too deeply"
+    return str(error)[:200]
 
 
 def _path_of(url: str) -> str:
