@@ -23,6 +23,7 @@ from .exceptions import (
     ScopeNotGrantedError,
     ScoreError,
     ServiceError,
+    ServiceUnavailableError,
     StoreError,
     TokenRequestError,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "Score",
     "ScoreError",
     "ServiceError",
+    "ServiceUnavailableError",
     "StaticKeyProvider",
     "StoreError",
     "TokenRequestError",

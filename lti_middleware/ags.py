@@ -31,7 +31,13 @@ from .claims import (
     SCOPE_SCORE,
 )
 from .config import Registration, origin_of
-from .exceptions import ScopeNotGrantedError, ScoreError, ServiceError
+from .exceptions import (
+    ScopeNotGrantedError,
+    ScoreError,
+    ServiceError,
+    ServiceUnavailableError,
+)
+from .retries import RetryPolicy
 from .scores import (
     ActivityProgress,
     GradingProgress,
@@ -95,13 +101,19 @@ class AGSClient:
     the launch's ``sub``, the default user for scores (None for an anonymous
     launch).
 
+    ``retry`` bounds how calls that are safe to repeat (reads, updates,
+    deletions, score posts; never a line item creation) are tried again after
+    a transient failure; the defaults of
+    :class:`~lti_middleware.retries.RetryPolicy` when not given.
+
     Every operation raises ScopeNotGrantedError before any request when the
     launch did not grant a scope it can use, ServiceError when a URL is not
     one of the launch's service origins or cannot be reached,
-    TokenRequestError when no access token is issued, PlatformResponseError
-    (with status and body) when the platform answers with an error or with a
-    body that is not what the spec promises, and PaginationError when a
-    listing's next links loop or pass the page cap.
+    ServiceUnavailableError when a call safe to repeat met transient failures
+    until its retries ran out, TokenRequestError when no access token is
+    issued, PlatformResponseError (with status and body) when the platform
+    answers with an error or with a body that is not what the spec promises,
+    and PaginationError when a listing's next links loop or pass the page cap.
     """
 
     def __init__(
@@ -112,6 +124,7 @@ class AGSClient:
         tokens: AccessTokenClient,
         http: httpx.AsyncClient,
         user_id: str | None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._scopes = _granted_scopes(endpoint.get("scope"))
         self._lineitem = _url_or_none(endpoint.get("lineitem"))
@@ -123,6 +136,7 @@ class AGSClient:
             http=http,
             origins={origin_of(u) for u in (self._lineitem, self._lineitems) if u},
             service="grade service",
+            retry=retry,
         )
 
     @property
@@ -163,7 +177,11 @@ class AGSClient:
         ``user_id`` defaults to the launch's user; ``timestamp`` to now.
         Needs the ``score`` scope. Returns the platform's 2xx response.
         Raises ScoreError for an invalid score and ServiceError when there is
-        no line item; all local checks run before any request.
+        no line item; all local checks run before any request. A 429, 502,
+        503, 504, timeout or failed connection is retried, since a score post
+        is safe to repeat; when the retries run out, ServiceUnavailableError
+        keeps the score (``.score``, ``.lineitem``) to post again later with
+        :meth:`send_score`.
         """
         scope = self._need(SCOPE_SCORE)
         target = self._target(lineitem, "post a score")
@@ -188,14 +206,38 @@ class AGSClient:
             **({} if timestamp is None else {"timestamp": timestamp}),
         )
 
-        return await self._session.request(
-            "POST",
-            scores_url(target),
-            scopes=(scope,),
-            content_type=MEDIA_TYPE_SCORE,
-            json=score.to_json(),
-            what="score post",
-        )
+        return await self._post(score, target, scope)
+
+    async def send_score(
+        self, score: Score, *, lineitem: str | LineItem | None = None
+    ) -> httpx.Response:
+        """Post ``score``, built beforehand, to ``lineitem`` (the launch's by default).
+
+        For a score kept by a ServiceUnavailableError (``error.score`` to
+        ``error.lineitem``): it is sent as it is, timestamp included, so if
+        the platform did take the first post, this one replaces it with the
+        same values. Needs the ``score`` scope; raises as :meth:`post_score`.
+        """
+        scope = self._need(SCOPE_SCORE)
+        target = self._target(lineitem, "post a score")
+
+        return await self._post(score, target, scope)
+
+    async def _post(self, score: Score, target: str, scope: str) -> httpx.Response:
+        # AGS 2.0 keys a score by user and timestamp, so a repeat replaces
+        # it: the one POST that is safe to try again.
+        try:
+            return await self._session.request(
+                "POST",
+                scores_url(target),
+                scopes=(scope,),
+                content_type=MEDIA_TYPE_SCORE,
+                json=score.to_json(),
+                what="score post",
+                idempotent=True,
+            )
+        except ServiceUnavailableError as error:
+            raise error.with_score(score, target) from error.__cause__
 
     # Line items
 
@@ -257,7 +299,10 @@ class AGSClient:
 
         The returned item's ``id`` is the new line item's URL. Needs the
         ``lineitem`` scope. Raises ScoreError for a blank label, a
-        ``score_maximum`` that is not > 0 or a date without a time zone.
+        ``score_maximum`` that is not > 0 or a date without a time zone. It
+        is sent once, never retried: a 503 or a timeout raises at once, and
+        whether the platform made the item is then unknown, so list the line
+        items before creating it again.
         """
         scope = self._need(SCOPE_LINEITEM)
         container = self._container()
@@ -273,6 +318,8 @@ class AGSClient:
         )
         document = item.to_json()
 
+        # Never repeated: if the first POST was taken but its answer lost, a
+        # second would make a second column.
         response = await self._session.request(
             "POST",
             container,
@@ -281,6 +328,7 @@ class AGSClient:
             accept=MEDIA_TYPE_LINEITEM,
             json=document,
             what="line item creation",
+            idempotent=False,
         )
         return self._read_lineitem(container, response, "line item creation")
 

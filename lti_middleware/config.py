@@ -29,6 +29,10 @@ DEFAULT_ALGORITHMS = ("RS256",)
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_HTTP_TIMEOUT = 10.0
 MAX_HTTP_TIMEOUT = 60.0
+DEFAULT_SERVICE_RETRIES = 3
+MAX_SERVICE_RETRIES = 10
+DEFAULT_SERVICE_RETRY_DEADLINE = 30.0
+MAX_SERVICE_RETRY_DEADLINE = 300.0
 
 # Asymmetric only: LTI Security Framework 6.1 forbids symmetric keys and "none".
 SUPPORTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -80,6 +84,27 @@ def _seconds(key: str, value: object, *, upper: float | None = None) -> float:
         raise ConfigurationError(key, f"{value} is above the maximum of {upper}")
 
     return float(value)
+
+
+def check_retries(key: str, value: object) -> int:
+    """Return ``value`` if it is a count of retries the tool allows, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(key, f"expected a whole number >= 0, got {value!r}")
+    if value > MAX_SERVICE_RETRIES:
+        raise ConfigurationError(
+            key, f"{value} is above the maximum of {MAX_SERVICE_RETRIES}"
+        )
+
+    return value
+
+
+def check_retry_deadline(key: str, value: object) -> float:
+    """Return ``value`` in seconds if it is a usable retry deadline, else raise."""
+    deadline = _seconds(key, value, upper=MAX_SERVICE_RETRY_DEADLINE)
+    if deadline < 1:
+        raise ConfigurationError(key, "must be at least 1")
+
+    return deadline
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,7 +160,9 @@ class ToolConfig:
     ``landing_url`` is where a launch goes when its ``target_link_uri`` is the
     launch URL itself; by default the root of the launch URL's origin.
     ``plugin_settings`` holds each plugin's own table (``[plugins.redis]`` in
-    TOML), read by that plugin. Durations are in seconds.
+    TOML), read by that plugin. ``service_retries`` and
+    ``service_retry_deadline`` bound how a service call that is safe to
+    repeat is tried again after a transient failure. Durations are in seconds.
     """
 
     login_url: str
@@ -155,6 +182,8 @@ class ToolConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     user_agent: str = "lti-middleware"
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
+    service_retries: int = DEFAULT_SERVICE_RETRIES
+    service_retry_deadline: float = DEFAULT_SERVICE_RETRY_DEADLINE
     plugin_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -188,6 +217,11 @@ class ToolConfig:
         if timeout < 0.1:
             raise ConfigurationError("tool.http_timeout", "must be at least 0.1")
         object.__setattr__(self, "http_timeout", timeout)
+        check_retries("tool.service_retries", self.service_retries)
+        deadline = check_retry_deadline(
+            "tool.service_retry_deadline", self.service_retry_deadline
+        )
+        object.__setattr__(self, "service_retry_deadline", deadline)
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1024:
             raise ConfigurationError("tool.max_body_bytes", "expected an int >= 1024")
 
@@ -267,6 +301,8 @@ _TOOL_KEYS = {
     "max_body_bytes",
     "user_agent",
     "http_timeout",
+    "service_retries",
+    "service_retry_deadline",
 }
 _PLATFORM_KEYS = {
     "issuer",

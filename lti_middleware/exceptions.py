@@ -13,6 +13,8 @@ Every error derives from :class:`LTIError`::
     └── ServiceError               a call to a platform service could not be made
         ├── ScopeNotGrantedError   the launch did not grant the scope the call needs
         ├── PaginationError        a paged listing looped or passed its page cap
+        ├── ServiceUnavailableError
+        │                          retries of a call safe to repeat ran out; try later
         └── PlatformResponseError  a service endpoint answered with a non-2xx status
             └── TokenRequestError  the token endpoint refused the token request
 
@@ -23,6 +25,10 @@ or personal data from claims.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scores import Score
 
 __all__ = [
     "REASONS",
@@ -36,6 +42,7 @@ __all__ = [
     "ScopeNotGrantedError",
     "ScoreError",
     "ServiceError",
+    "ServiceUnavailableError",
     "StoreError",
     "TokenRequestError",
 ]
@@ -321,7 +328,13 @@ class ScoreError(LTIError, ValueError):
 
 
 class ServiceError(LTIError):
-    """A platform service call could not be made or was refused."""
+    """A platform service call could not be made or was refused.
+
+    ``retryable`` is True only on errors whose call may succeed later and is
+    safe to repeat unchanged (:class:`ServiceUnavailableError`).
+    """
+
+    retryable: bool = False
 
 
 class ScopeNotGrantedError(ServiceError):
@@ -341,6 +354,87 @@ class ScopeNotGrantedError(ServiceError):
 
 class PaginationError(ServiceError):
     """A paged listing looped or exceeded its page cap; no partial result."""
+
+
+_TRY_LATER = "Try the call again later; it is safe to repeat."
+_POST_AGAIN = (
+    "The score may not have been recorded: post it again later (this error "
+    "keeps it as .score, with .lineitem). Repeating it is safe: the platform "
+    "keeps one score per user and timestamp, so a repeat replaces it."
+)
+
+
+class ServiceUnavailableError(ServiceError):
+    """A call that is safe to repeat kept failing in a way that may pass.
+
+    Raised when the tries allowed for a 429, 502, 503 or 504 answer, a
+    timeout or a connection failure are spent, or the next would start past
+    the retry deadline. Carries ``method``; ``endpoint`` (host and path, no
+    query); the platform's ``issuer``; ``attempts`` (tries of the call);
+    ``status`` and ``body`` of the last answer (None and "" when the last
+    try got no answer); ``failure``, the last failure in words;
+    ``retry_after``, the seconds the platform last asked to wait, or None.
+    A score post's error also keeps the ``score`` and its ``lineitem`` URL,
+    so nothing is lost. The cause is the last failure.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        *,
+        what: str,
+        method: str,
+        endpoint: str,
+        issuer: str,
+        attempts: int,
+        status: int | None,
+        body: str,
+        failure: str,
+        stopped: str,
+        retry_after: float | None = None,
+    ) -> None:
+        self.what = what
+        self.method = method
+        self.endpoint = endpoint
+        self.issuer = issuer
+        self.attempts = attempts
+        self.status = status
+        self.body = body
+        self.failure = failure
+        self.stopped = stopped
+        self.retry_after = retry_after
+        self.score: Score | None = None
+        self.lineitem: str | None = None
+        super().__init__(self._message(_TRY_LATER))
+
+    def with_score(self, score: Score, lineitem: str) -> ServiceUnavailableError:
+        """This error for a score post: keeps ``score`` and says to post it again."""
+        error = ServiceUnavailableError(
+            what=self.what,
+            method=self.method,
+            endpoint=self.endpoint,
+            issuer=self.issuer,
+            attempts=self.attempts,
+            status=self.status,
+            body=self.body,
+            failure=self.failure,
+            stopped=self.stopped,
+            retry_after=self.retry_after,
+        )
+        error.score = score
+        error.lineitem = lineitem
+        error.args = (error._message(_POST_AGAIN),)
+
+        return error
+
+    def _message(self, advice: str) -> str:
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return (
+            f"{self.what} failed: {self.method} {self.endpoint} at {self.issuer} "
+            f"did not succeed in {tries} (last: {self.failure}); {self.stopped}. "
+            f"{advice}"
+        )
 
 
 class PlatformResponseError(ServiceError):

@@ -38,6 +38,7 @@ from .message import LTILaunch
 from .nrps import NRPSClient
 from .pages import render_error
 from .platform_keys import PlatformKeySets
+from .retries import RetryPolicy
 from .storage import launch_needs_page, login_page, storage_target
 from .stores.base import LaunchStore, NonceStore
 from .tokens import AccessTokenClient
@@ -102,7 +103,8 @@ class LTIMiddleware:
     ``load_entry_points`` also loads the ``lti_middleware`` entry-point group.
     ``http`` is the client for platform calls (key sets, tokens, services);
     the middleware closes it, and its stores, at lifespan shutdown or
-    :meth:`aclose`.
+    :meth:`aclose`. ``service_retry`` is the retry policy of ``launch.ags``
+    and ``launch.nrps``, built from the configuration.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class LTIMiddleware:
             clock=clock,
             user_agent=self.config.user_agent,
         )
+        self.service_retry = RetryPolicy.from_config(self.config)
         self._registrations = {r.key: r for r in self.config.registrations}
         self.validator = LaunchValidator(
             config=self.config,
@@ -346,6 +349,7 @@ class LTIMiddleware:
             tokens=self.tokens,
             http=self.http,
             user_id=launch.user.id,
+            retry=self.service_retry,
         )
 
     def _nrps_for(self, launch: LTILaunch) -> NRPSClient:
@@ -357,6 +361,7 @@ class LTIMiddleware:
             tokens=self.tokens,
             http=self.http,
             resource_link_id=link.id if link is not None else None,
+            retry=self.service_retry,
         )
 
     def _deep_linking_for(self, launch: LTILaunch) -> DeepLinking:

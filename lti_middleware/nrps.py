@@ -29,6 +29,7 @@ from .exceptions import (
     ServiceError,
 )
 from .message import Context, Roles
+from .retries import RetryPolicy
 from .services import MAX_BODY_CHARS, ServiceSession
 from .tokens import AccessTokenClient
 
@@ -252,7 +253,9 @@ class NRPSClient:
     ``service`` is the value of the launch's names and role service claim
     (``https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice``),
     None when the launch has none; ``resource_link_id`` the launch's resource
-    link, used when a call passes ``resource_link_id=True``.
+    link, used when a call passes ``resource_link_id=True``. Roster reads are
+    tried again after a transient failure as ``retry`` allows (the defaults
+    of :class:`~lti_middleware.retries.RetryPolicy` when not given).
     """
 
     def __init__(
@@ -263,6 +266,7 @@ class NRPSClient:
         tokens: AccessTokenClient,
         http: httpx.AsyncClient,
         resource_link_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._granted = isinstance(service, Mapping)
         service = service if isinstance(service, Mapping) else {}
@@ -281,6 +285,7 @@ class NRPSClient:
             http=http,
             origins={origin_of(self._url)} if self._url else set(),
             service="roster service",
+            retry=retry,
         )
 
     @property

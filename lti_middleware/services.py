@@ -3,14 +3,17 @@
 A :class:`ServiceSession` sends requests with access tokens from an
 :class:`~lti_middleware.tokens.AccessTokenClient` (never the id_token), only
 to the origins the launch named for the service, retries once on a 401 with a
-fresh token, and follows paged containers through their ``Link: rel="next"``
-headers without ever returning a silently partial list.
+fresh token, tries a call that is safe to repeat again after a transient
+failure (see :mod:`lti_middleware.retries`), and follows paged containers
+through their ``Link: rel="next"`` headers without ever returning a silently
+partial list.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from json import dumps
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -23,6 +26,14 @@ from .exceptions import (
     PaginationError,
     PlatformResponseError,
     ServiceError,
+    ServiceUnavailableError,
+)
+from .retries import (
+    IDEMPOTENT_METHODS,
+    Retries,
+    RetryPolicy,
+    retry_after,
+    transient_failure,
 )
 from .tokens import AccessTokenClient
 
@@ -156,12 +167,34 @@ def unexpected(url: str, response: httpx.Response, what: str) -> PlatformRespons
     )
 
 
+@dataclass
+class _Call:
+    """One service call and what its tries learnt so far."""
+
+    method: str
+    url: str
+    scopes: tuple[str, ...]
+    what: str
+    content: bytes | None
+    content_type: str | None
+    accept: str | None
+    #: The method and URL the last try was sending to (the service or the
+    #: token endpoint), for logs and errors.
+    at: tuple[str, str] = ("", "")
+    #: The last answer's Retry-After, in seconds.
+    retry_after: float | None = None
+    #: True once a 401 has cost the call its token: that happens only once.
+    refreshed: bool = False
+
+
 class ServiceSession:
     """Requests to one launch's service endpoints, with access tokens.
 
     ``origins`` are the only origins an access token is sent to: those of the
     service URLs in the launch's claim. ``service`` names the service in
-    errors ("grade service", "roster service").
+    errors ("grade service", "roster service"). ``retry`` says how calls that
+    are safe to repeat are tried again; the defaults of
+    :class:`~lti_middleware.retries.RetryPolicy` when not given.
     """
 
     def __init__(
@@ -172,12 +205,14 @@ class ServiceSession:
         http: httpx.AsyncClient,
         origins: Iterable[str],
         service: str,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._registration = registration
         self._tokens = tokens
         self._http = http
         self._origins = frozenset(origins)
         self._service = service
+        self._retry = retry if retry is not None else RetryPolicy()
 
     async def request(
         self,
@@ -189,40 +224,106 @@ class ServiceSession:
         content_type: str | None = None,
         json: Any = None,
         accept: str | None = None,
+        idempotent: bool | None = None,
     ) -> httpx.Response:
         """Send one authenticated request and return its 2xx response.
 
         The access token is for exactly ``scopes``. A 401 drops the token and
-        the request is tried once more with a new one. Raises ServiceError
+        the request is tried once more with a new one. A call that is
+        ``idempotent`` (by default: GET, HEAD, PUT, DELETE) is tried again
+        after a 429, 502, 503 or 504, a timeout or a failed connection, of
+        the service or of the token endpoint, as the retry policy allows.
+        Raises ServiceUnavailableError when those tries run out, ServiceError
         when the URL is not allowed or the request cannot be sent, and
         PlatformResponseError on any other non-2xx answer.
         """
         self._check_destination(url, what)
-        scope_set = tuple(scopes)
         content = None if json is None else dumps(json, allow_nan=False).encode()
+        call = _Call(method, url, tuple(scopes), what, content, content_type, accept)
+        repeatable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        retries = self._retry.start()
 
-        for attempt in (1, 2):
-            token = await self._tokens.get_token(self._registration, scope_set)
-            response = await self._send(
-                method, url, token, content, content_type, accept
-            )
-            if response.status_code != 401 or attempt == 2:
-                break
+        while True:
+            try:
+                return await self._authorized(call)
+            except ServiceError as error:
+                failure = transient_failure(error) if repeatable else None
+                if failure is None:
+                    raise
+                delay = self._next_delay(call, retries, error, failure)
+
+            await self._retry.sleep(delay)
+
+    def _next_delay(
+        self, call: _Call, retries: Retries, error: ServiceError, failure: str
+    ) -> float:
+        """Seconds before the next try; raises ServiceUnavailableError if none."""
+        method, url = call.at
+        attempt = retries.used + 1
+        answer = error if isinstance(error, PlatformResponseError) else None
+        delay = retries.next_delay(call.retry_after)
+        if delay is None:
+            raise ServiceUnavailableError(
+                what=call.what,
+                method=method,
+                endpoint=where(url),
+                issuer=self._registration.issuer,
+                attempts=attempt,
+                status=answer.status if answer else None,
+                body=answer.body if answer else "",
+                failure=failure,
+                stopped=retries.stopped,
+                retry_after=call.retry_after,
+            ) from error
+
+        logger.warning(
+            "%s for %s: %s %s, attempt %d of %d, %s; trying again in %.2f s",
+            call.what,
+            self._registration.issuer,
+            method,
+            where(url),
+            attempt,
+            self._retry.retries + 1,
+            failure,
+            delay,
+        )
+        return delay
+
+    async def _authorized(self, call: _Call) -> httpx.Response:
+        """One try of ``call``: its 2xx answer, or the error it met."""
+        call.retry_after = None
+        token, response = await self._send_with_token(call)
+        if response.status_code == 401 and not call.refreshed:
             # The platform may have revoked the token early; fetch another.
             logger.info(
-                "%s %s answered 401; retrying with a new token", method, where(url)
+                "%s %s answered 401; retrying with a new token",
+                call.method,
+                where(call.url),
             )
-            await self._tokens.invalidate(self._registration, scope_set, token)
+            call.refreshed = True
+            await self._tokens.invalidate(self._registration, call.scopes, token)
+            token, response = await self._send_with_token(call)
 
         if not response.is_success:
+            call.retry_after = retry_after(response)
             raise PlatformResponseError(
-                method=method,
-                url=url,
+                method=call.method,
+                url=call.url,
                 status=response.status_code,
                 body=response.text[:MAX_BODY_CHARS],
-                what=what,
+                what=call.what,
             )
         return response
+
+    async def _send_with_token(self, call: _Call) -> tuple[str, httpx.Response]:
+        call.at = ("POST", self._registration.token_url)
+        token = await self._tokens.get_token(self._registration, call.scopes)
+
+        call.at = (call.method, call.url)
+        response = await self._send(
+            call.method, call.url, token, call.content, call.content_type, call.accept
+        )
+        return token, response
 
     async def pages(
         self, url: str, *, scopes: Iterable[str], accept: str, what: str

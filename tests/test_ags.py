@@ -27,8 +27,10 @@ from lti_middleware.exceptions import (
     ScopeNotGrantedError,
     ScoreError,
     ServiceError,
+    ServiceUnavailableError,
 )
 from lti_middleware.keys import StaticKeyProvider, ToolKey, generate_key
+from lti_middleware.retries import RetryPolicy
 from lti_middleware.services import MAX_PAGES
 from lti_middleware.tokens import AccessTokenClient
 
@@ -46,6 +48,13 @@ MOODLE_LINEITEM = "https://moodle.example/mod/lti/services.php/2/lineitems/7/lin
 ID_TOKEN = "eyJhbGciOiJSUzI1NiJ9.the-launch-id-token.sig"
 
 Handler = Callable[[httpx.Request], httpx.Response]
+
+
+async def no_wait(seconds: float) -> None:
+    """Retries here need not wait (tests/test_service_retry.py times them)."""
+
+
+INSTANT_RETRY = RetryPolicy(sleep=no_wait)
 
 
 class FakePlatform:
@@ -132,6 +141,7 @@ def make_client(
             tokens=tokens,
             http=http,
             user_id=user_id,
+            retry=INSTANT_RETRY,
         )
 
     return make
@@ -306,10 +316,14 @@ async def test_network_error_is_wrapped(
 
     platform.service = fail
 
-    with pytest.raises(ServiceError, match="could not be sent") as caught:
+    # A timeout may pass: the score post is retried, then raised as unavailable.
+    with pytest.raises(ServiceUnavailableError) as caught:
         await make_client().post_score(score_given=1, score_maximum=2)
 
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    cause = caught.value.__cause__
+    assert isinstance(cause, ServiceError) and "could not be sent" in str(cause)
+    assert isinstance(cause.__cause__, httpx.ReadTimeout)
+    assert len(platform.service_requests) == 4
 
 
 async def test_post_score_keeps_lineitem_query_string(
@@ -1170,7 +1184,6 @@ PLATFORM_ERRORS = [
         404, '{"errors": [{"message": "not found"}]}', "application/json", id="404"
     ),
     pytest.param(500, "<html>Internal Server Error</html>", "text/html", id="500"),
-    pytest.param(503, "", "text/plain", id="503-empty"),
 ]
 
 
@@ -1223,6 +1236,27 @@ async def test_a_2xx_answer_that_is_not_json_is_an_error(
         await OPERATIONS[operation](ags)
 
     assert (caught.value.status, caught.value.body) == (200, "<html>Log in</html>")
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+async def test_a_503_is_retried_except_on_line_item_creation(
+    make_client: Callable[..., AGSClient], platform: FakePlatform, operation: str
+) -> None:
+    platform.service = lambda request: httpx.Response(503, text="")
+    ags = make_client(ALL, lineitems=LINEITEMS_URL)
+
+    with pytest.raises(ServiceError) as caught:
+        await OPERATIONS[operation](ags)
+
+    error = caught.value
+    if operation == "create_lineitem":
+        assert isinstance(error, PlatformResponseError) and not error.retryable
+        assert len(platform.service_requests) == 1
+    else:
+        assert isinstance(error, ServiceUnavailableError) and error.retryable
+        assert (error.body, error.attempts) == ("", 4)
+        assert len(platform.service_requests) == 4
+    assert error.status == 503
 
 
 def test_documents_are_still_importable_from_ags() -> None:

@@ -181,3 +181,51 @@ def test_http_timeout_is_bounded(tmp_path: Path, value: object) -> None:
     with pytest.raises(ConfigurationError) as error:
         load_config(write(tmp_path, text))
     assert error.value.key == "tool.http_timeout"
+
+
+def test_service_retry_settings_have_defaults_and_come_from_toml(
+    tmp_path: Path,
+) -> None:
+    assert (tool_config().service_retries, tool_config().service_retry_deadline) == (
+        3,
+        30.0,
+    )
+
+    text = TOML.replace(
+        "leeway = 30", "service_retries = 0\nservice_retry_deadline = 120"
+    )
+    config = load_config(write(tmp_path, text))
+
+    assert (config.service_retries, config.service_retry_deadline) == (0, 120.0)
+    assert isinstance(config.service_retry_deadline, float)
+
+
+@pytest.mark.parametrize("value", ["-1", "11", "1.5", "true", '"3"'])
+def test_service_retries_is_a_bounded_count(tmp_path: Path, value: str) -> None:
+    text = TOML.replace("leeway = 30", f"service_retries = {value}")
+    with pytest.raises(ConfigurationError) as error:
+        load_config(write(tmp_path, text))
+    assert error.value.key == "tool.service_retries"
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "0.5", "301", "true", '"30"'])
+def test_service_retry_deadline_is_bounded(tmp_path: Path, value: str) -> None:
+    text = TOML.replace("leeway = 30", f"service_retry_deadline = {value}")
+    with pytest.raises(ConfigurationError) as error:
+        load_config(write(tmp_path, text))
+    assert error.value.key == "tool.service_retry_deadline"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [
+        ("service_retries", 11, "tool.service_retries"),
+        ("service_retry_deadline", 0, "tool.service_retry_deadline"),
+    ],
+)
+def test_service_retry_settings_are_checked_in_python_too(
+    name: str, value: object, key: str
+) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        tool_config(**{name: value})
+    assert error.value.key == key

@@ -26,10 +26,12 @@ from lti_middleware.exceptions import (
     PlatformResponseError,
     ScopeNotGrantedError,
     ServiceError,
+    ServiceUnavailableError,
     TokenRequestError,
 )
 from lti_middleware.keys import StaticKeyProvider, ToolKey, generate_key
 from lti_middleware.nrps import parse_member
+from lti_middleware.retries import RetryPolicy
 from lti_middleware.services import MAX_PAGES
 from lti_middleware.tokens import AccessTokenClient
 
@@ -166,9 +168,14 @@ def make_client(key: ToolKey, http: httpx.AsyncClient) -> Callable[..., NRPSClie
             tokens=tokens,
             http=http,
             resource_link_id=resource_link_id,
+            retry=RetryPolicy(sleep=no_wait),
         )
 
     return make
+
+
+async def no_wait(seconds: float) -> None:
+    """Retries here need not wait (tests/test_service_retry.py times them)."""
 
 
 def ids(members: Any) -> list[str]:
@@ -599,11 +606,13 @@ async def test_server_error_raises_with_status_and_body(
 ) -> None:
     fake.service = lambda request: httpx.Response(503, text="upstream timed out")
 
-    with pytest.raises(PlatformResponseError) as caught:
+    # A roster read is safe to repeat: a 503 is retried before it is raised.
+    with pytest.raises(ServiceUnavailableError) as caught:
         await make_client().get_members()
 
     assert caught.value.status == 503
     assert caught.value.body == "upstream timed out"
+    assert caught.value.attempts == len(fake.requests) == 4
 
 
 async def test_error_on_a_later_page_fails_the_listing(
@@ -666,8 +675,10 @@ async def test_network_error_is_wrapped(
 
     fake.service = fail
 
-    with pytest.raises(ServiceError, match="could not be sent"):
+    with pytest.raises(ServiceUnavailableError, match="connection failed") as caught:
         await make_client().get_members()
+
+    assert "could not be sent" in str(caught.value.__cause__)
 
 
 # Differences
