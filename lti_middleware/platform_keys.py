@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import jwt
 
 from .exceptions import LaunchError
+from .transport import where
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class PlatformKeySets:
 
     async def _fetch(self, url: str) -> _KeySet | None:
         self.fetch_count += 1
-        logger.info("fetching platform key set %s", _path_of(url))
+        logger.info("fetching platform key set %s", where(url))
         try:
             body, cache_control = await self._download(url)
             keys = parse_key_set(body)
@@ -282,8 +282,3 @@ def _describe(error: Exception, timeout: float) -> str:
     if isinstance(error, RecursionError):
         return "the key set is nested too deeply"
     return str(error)[:200]
-
-
-def _path_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"

@@ -36,6 +36,7 @@ from .retries import (
     transient_failure,
 )
 from .tokens import AccessTokenClient
+from .transport import send_bounded, where
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ logger = logging.getLogger(__name__)
 MAX_BODY_CHARS = 4096
 #: Pages followed at most in one listing.
 MAX_PAGES = 100
-
-
-def where(url: str) -> str:
-    """Host and path of ``url``, for logs (no query: it may carry ids)."""
-    parts = urlsplit(url)
-    return parts.netloc + parts.path
 
 
 #: Longest Link header read; longer ones are refused, not truncated.
@@ -122,38 +117,6 @@ def parse_links(headers: Iterable[str]) -> list[tuple[str, frozenset[str]]]:
             links.append((header[start + 1 : end], relations))
 
     return links
-
-
-async def send_bounded(
-    http: httpx.AsyncClient, request: httpx.Request, limit: int
-) -> httpx.Response:
-    """Send ``request`` and read at most ``limit`` bytes of the answer.
-
-    Raises ServiceError for a larger body: a platform (or whatever answers
-    in its place) must not make the tool hold gigabytes in memory.
-    """
-    response = await http.send(request, stream=True)
-    try:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise ServiceError(
-                    f"{request.method} {where(str(request.url))} answered with more "
-                    f"than {limit} bytes; refusing to read it"
-                )
-    finally:
-        await response.aclose()
-
-    # The body is decoded already: drop the headers that described it raw.
-    headers = [
-        (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length")
-    ]
-    return httpx.Response(
-        response.status_code, headers=headers, content=bytes(body), request=request
-    )
 
 
 def unexpected(url: str, response: httpx.Response, what: str) -> PlatformResponseError:

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,6 +30,7 @@ from .config import Registration
 from .exceptions import ServiceError, TokenRequestError
 from .keys import KeyProvider
 from .stores import AccessTokenStore, MemoryAccessTokenStore
+from .transport import send_bounded, where
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
@@ -52,6 +52,8 @@ EXPIRY_MARGIN_FRACTION = 0.1
 TOKEN_LOCK_TTL = 30.0
 #: The platform's error body is kept up to this many characters.
 MAX_BODY_CHARS = 4096
+#: Largest token endpoint answer read, in bytes; a real one is well under 4 KB.
+MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 DEFAULT_USER_AGENT = "lti-middleware"
 
 _GRANT_TYPE = "client_credentials"
@@ -91,11 +93,6 @@ def token_cache_key(registration: Registration, scopes: Iterable[str]) -> str:
     )
 
     return "lti-token:" + hashlib.sha256(material.encode("utf-8")).hexdigest()
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc + parts.path
 
 
 def _truncate(text: str) -> str:
@@ -341,17 +338,22 @@ class AccessTokenClient:
         url = registration.token_url
         logger.info(
             "token request: POST %s for %s, scopes %s",
-            _where(url),
+            where(url),
             registration.name,
             form["scope"],
         )
         headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
+        request = self._http.build_request("POST", url, data=form, headers=headers)
         try:
-            response = await self._http.post(url, data=form, headers=headers)
+            response = await send_bounded(self._http, request, MAX_TOKEN_ANSWER_BYTES)
         except httpx.HTTPError as error:
             raise ServiceError(
                 f"token request for {registration.name!r} could not be sent: "
                 f"POST {url}: {type(error).__name__}: {error}"
+            ) from error
+        except ServiceError as error:
+            raise ServiceError(
+                f"token request for {registration.name!r}: {error}"
             ) from error
 
         if not response.is_success:

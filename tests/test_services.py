@@ -69,7 +69,7 @@ def test_a_hostile_link_header_is_read_in_linear_time() -> None:
 
 async def test_a_huge_answer_is_refused_not_read() -> None:
     from lti_middleware.exceptions import ServiceError
-    from lti_middleware.services import send_bounded
+    from lti_middleware.transport import send_bounded
 
     def serve(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=b"x" * 5000)
@@ -82,7 +82,7 @@ async def test_a_huge_answer_is_refused_not_read() -> None:
 async def test_a_compressed_answer_is_read_once_decoded() -> None:
     import gzip
 
-    from lti_middleware.services import send_bounded
+    from lti_middleware.transport import send_bounded
 
     def serve(request: httpx.Request) -> httpx.Response:
         body = gzip.compress(b'{"a": 1}')

@@ -1,12 +1,17 @@
 """A misbehaving platform, over real HTTP: a clear refusal, bounded time, no harm.
 
-A real uvicorn server on 127.0.0.1 plays the platform's key set endpoint in
-one fault at a time: it never answers, its port is closed, it answers HTML,
-a 5xx, or a body past the size cap. Each launch must be refused with 502
-``key_set_unavailable`` within the configured ``http_timeout`` (the browser's
-own timeout fails the test otherwise), the log must name the platform and
-the endpoint, and the same middleware must then serve a launch of a healthy
-platform: the worker stays healthy.
+A real uvicorn server on 127.0.0.1 plays the platform's key set and token
+endpoints in one fault at a time: it never answers, its port is closed, it
+answers HTML, a 5xx, or a body past the size cap.
+
+- Key set: the launch is refused with 502 ``key_set_unavailable`` within the
+  configured ``http_timeout`` (the browser's own timeout fails the test
+  otherwise), the log names the platform, the endpoint and the cause, and the
+  same middleware then serves a launch of a healthy platform.
+- Token endpoint: the middleware's token client raises an error naming the
+  registration, the endpoint and the cause, within ``http_timeout`` (the
+  test's own deadline fails it otherwise), then gets a token from a healthy
+  endpoint. Retrying the service call around it is tests/test_service_retry.py.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+import anyio
 import anyio.to_thread
 import httpx
 import pytest
@@ -26,7 +32,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lti_middleware import LTIMiddleware
+from lti_middleware.exceptions import ServiceError, TokenRequestError
 from lti_middleware.platform_keys import MAX_KEY_SET_BYTES
+from lti_middleware.tokens import MAX_TOKEN_ANSWER_BYTES
 
 from ..conftest import (
     CLIENT_ID,
@@ -82,7 +90,14 @@ def server() -> Iterator[PlatformServer]:
     keys = {"keys": [platform.key.public_jwk()]}
     released = threading.Event()
     huge = {"keys": [platform.key.public_jwk()], "pad": "x" * MAX_KEY_SET_BYTES}
+    token = {"access_token": "a-token", "token_type": "Bearer", "expires_in": 3600}
+    huge_token = {**token, "pad": "x" * MAX_TOKEN_ANSWER_BYTES}
     routes = [
+        Route("/healthy/token", fixed(JSONResponse(token)), methods=["POST"]),
+        Route("/stalls/token", never_answers(released), methods=["POST"]),
+        Route("/html/token", fixed(Response("<html>Sign in</html>")), methods=["POST"]),
+        Route("/error/token", fixed(Response("Bad Gateway", 502)), methods=["POST"]),
+        Route("/huge/token", fixed(JSONResponse(huge_token)), methods=["POST"]),
         Route("/healthy/jwks", fixed(JSONResponse(keys))),
         Route("/stalls/jwks", never_answers(released)),
         Route("/html/jwks", fixed(Response("<html>Maintenance</html>", 200))),
@@ -98,12 +113,12 @@ def server() -> Iterator[PlatformServer]:
         local.stop()
 
 
-def closed_port_url() -> str:
+def closed_port_url(path: str) -> str:
     # A port that was free a moment ago and has no listener now.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/jwks"
+    return f"http://127.0.0.1:{port}{path}"
 
 
 async def launch(
@@ -143,7 +158,9 @@ async def test_a_faulty_key_set_is_refused_in_bounded_time_and_the_worker_goes_o
     server: PlatformServer, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     faulty_url = (
-        closed_port_url() if fault == "closed" else f"{server.base_url}/{fault}/jwks"
+        closed_port_url("/jwks")
+        if fault == "closed"
+        else f"{server.base_url}/{fault}/jwks"
     )
     config = tool_config(
         registrations=(
@@ -177,3 +194,49 @@ async def test_a_faulty_key_set_is_refused_in_bounded_time_and_the_worker_goes_o
     assert f"issuer={FAULTY_ISS}" in refusal.getMessage()
     assert f"the key set at {faulty_url} ({CAUSES[fault]}" in refusal.getMessage()
     assert healthy.status_code == 303, healthy.text
+
+
+#: The error each token endpoint fault raises, and what its message says.
+TOKEN_FAULTS = {
+    "stalls": (ServiceError, "could not be sent: POST {url}: ReadTimeout"),
+    "closed": (ServiceError, "could not be sent: POST {url}: ConnectError"),
+    "html": (
+        TokenRequestError,
+        "(the answer is not JSON) failed: POST {url} answered 200",
+    ),
+    "error": (TokenRequestError, "POST {url} answered 502"),
+    "huge": (ServiceError, f"answered with more than {MAX_TOKEN_ANSWER_BYTES} bytes"),
+}
+SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
+
+
+@pytest.mark.parametrize("fault", sorted(TOKEN_FAULTS))
+async def test_a_faulty_token_endpoint_fails_in_bounded_time_and_names_itself(
+    server: PlatformServer, fault: str
+) -> None:
+    faulty_url = (
+        closed_port_url("/token")
+        if fault == "closed"
+        else f"{server.base_url}/{fault}/token"
+    )
+    faulty = registration(issuer=FAULTY_ISS, token_url=faulty_url, name="faulty-lms")
+    healthy = registration(token_url=f"{server.base_url}/healthy/token")
+    config = tool_config(registrations=(faulty, healthy), http_timeout=HTTP_TIMEOUT)
+    middleware = LTIMiddleware(
+        inner_app(), config=config, plugins=(StoresPlugin(Clock()),)
+    )
+    expected_type, words = TOKEN_FAULTS[fault]
+
+    try:
+        with anyio.fail_after(BROWSER_TIMEOUT):
+            with pytest.raises(ServiceError) as caught:
+                await middleware.tokens.get_token(faulty, (SCORE_SCOPE,))
+            token = await middleware.tokens.get_token(healthy, (SCORE_SCOPE,))
+    finally:
+        await middleware.aclose()
+
+    assert type(caught.value) is expected_type
+    message = str(caught.value)
+    assert "'faulty-lms'" in message
+    assert words.format(url=faulty_url) in message
+    assert token == "a-token"
