@@ -118,7 +118,20 @@ def test_full_map_drops_expired_entries_before_live_ones() -> None:
     ]
 
 
-def test_full_map_without_expired_entries_evicts_the_one_closest_to_expiry() -> None:
+def test_full_map_drops_spent_records_before_live_ones() -> None:
+    clock = ManualClock()
+    records = _TimedMap(3, clock)
+    records.set("live-old", "v", 50, used=False)
+    records.set("spent", None, 3600, used=True)
+    records.set("live", "v", 50, used=False)
+
+    records.set("new", "v", 50, used=False)
+
+    assert records.get("spent") is None
+    assert all(records.get(k) is not None for k in ("live-old", "live", "new"))
+
+
+def test_full_map_without_spent_records_drops_the_oldest_live_one() -> None:
     clock = ManualClock()
     records = _TimedMap(3, clock)
     records.set("a", "v", 50, used=False)
@@ -128,8 +141,27 @@ def test_full_map_without_expired_entries_evicts_the_one_closest_to_expiry() -> 
     records.set("d", "v", 60, used=False)
 
     assert len(records) == 3
-    assert records.get("b") is None
-    assert all(records.get(key) is not None for key in ("a", "c", "d"))
+    assert records.get("a") is None
+    assert all(records.get(key) is not None for key in ("b", "c", "d"))
+
+
+async def test_a_store_full_of_spent_records_still_serves_new_logins() -> None:
+    # Consumed states and nonces are kept for an hour, logins live ten
+    # minutes: a full store must drop the spent records, not the new login.
+    store = MemoryNonceStore(max_entries=10, clock=ManualClock())
+    for number in range(20):
+        await store.issue(f"state:{number}", "login", 600)
+        await store.issue(f"nonce:{number}", f"{number}", 600)
+        assert (await store.consume(f"state:{number}", 3600)).status == "ok"
+        assert (await store.consume(f"nonce:{number}", 3600)).status == "ok"
+
+    await store.issue("state:new", "login", 600)
+    await store.issue("nonce:new", "new", 600)
+
+    assert (await store.consume("state:new", 3600)).status == "ok"
+    assert (await store.consume("nonce:new", 3600)).status == "ok"
+    # The most recent spent records are still there to name a replay.
+    assert (await store.consume("nonce:19", 3600)).status == "used"
 
 
 def test_overwritten_key_keeps_its_new_expiry_not_the_old_one() -> None:
@@ -147,16 +179,17 @@ def test_overwritten_key_keeps_its_new_expiry_not_the_old_one() -> None:
     assert entry is not None and entry.used
 
 
-def test_repeated_overwrites_do_not_grow_the_expiry_heap_without_bound() -> None:
+def test_a_key_written_again_is_counted_once() -> None:
     clock = ManualClock()
     records = _TimedMap(4, clock)
 
     for _ in range(1_000):
         records.set("token", "v", 3600, used=False)
+    records.set("token", None, 3600, used=True)
 
     assert len(records) == 1
-    assert len(records._expiry) <= 2 * 4 + 16
-    assert records.get("token") is not None
+    entry = records.get("token")
+    assert entry is not None and entry.used
 
 
 def test_entry_past_its_expiry_is_not_returned() -> None:
