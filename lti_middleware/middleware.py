@@ -33,7 +33,7 @@ from .deep_linking import DeepLinking, DeepLinkingSettings
 from .exceptions import ConfigurationError, LaunchError, StoreError
 from .keys import KeyProvider
 from .launch import LaunchValidator, ValidatedLaunch, nonce_key, state_key
-from .login import LoginRequest, start_login, state_cookie_name
+from .login import LoginRequest, start_login, state_cookie, state_cookie_name
 from .message import LTILaunch
 from .nrps import NRPSClient
 from .pages import render_error
@@ -152,6 +152,7 @@ class LTIMiddleware:
         )
         self.service_retry = RetryPolicy.from_config(self.config)
         self._registrations = {r.key: r for r in self.config.registrations}
+        self._launch_path = urlsplit(self.config.launch_url).path
         self.validator = LaunchValidator(
             config=self.config,
             key_sets=self.key_sets,
@@ -161,7 +162,7 @@ class LTIMiddleware:
         )
         self._routes: dict[str, Handler] = {
             urlsplit(self.config.login_url).path: self._login,
-            urlsplit(self.config.launch_url).path: self._launch,
+            self._launch_path: self._launch,
             urlsplit(self.config.jwks_url).path: self._jwks,
         }
 
@@ -245,14 +246,14 @@ class LTIMiddleware:
                 binding=login.record.binding,
             )
             response = HTMLResponse(page.html, headers=page.headers)
-        response.set_cookie(
-            login.cookie_name,
-            login.record.binding,
-            max_age=int(ttl),
-            path=urlsplit(self.config.launch_url).path,
-            secure=True,
-            httponly=True,
-            samesite="none",
+        response.headers.append(
+            "set-cookie",
+            state_cookie(
+                login.cookie_name,
+                login.record.binding,
+                path=self._launch_path,
+                max_age=int(ttl),
+            ),
         )
         return response
 
@@ -284,12 +285,14 @@ class LTIMiddleware:
             303,
             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
         )
-        response.delete_cookie(
-            state_cookie_name(validated.state),
-            path=urlsplit(self.config.launch_url).path,
-            secure=True,
-            httponly=True,
-            samesite="none",
+        response.headers.append(
+            "set-cookie",
+            state_cookie(
+                state_cookie_name(validated.state),
+                "",
+                path=self._launch_path,
+                max_age=0,
+            ),
         )
         return response
 
@@ -304,7 +307,7 @@ class LTIMiddleware:
     def _landing(self, claims: Mapping[str, Any], launch_id: str) -> str:
         target = str(claims.get(c.TARGET_LINK_URI) or self.config.landing_url)
         parts = urlsplit(target)
-        if parts.path == urlsplit(self.config.launch_url).path:
+        if parts.path == self._launch_path:
             parts = urlsplit(str(self.config.landing_url))
 
         query = [

@@ -24,6 +24,7 @@ from .conftest import (
     DROP,
     ISS,
     TOOL_APP,
+    TOOL_LAUNCH,
     Clock,
     FakePlatform,
     ToolClient,
@@ -64,8 +65,18 @@ async def test_launch_clears_the_state_cookie(tool: ToolClient) -> None:
     response = await tool.launch(login)
 
     cleared = response.headers["set-cookie"]
-    assert cleared.startswith(login.cookie_name + "=")
-    assert "Max-Age=0" in cleared
+    assert cleared.startswith(login.cookie_name + "=;")
+    # A browser drops the cookie only when path and attributes match the
+    # login's cookie; Expires is there for clients that ignore Max-Age.
+    attributes = {part.strip() for part in cleared.split(";")[1:]}
+    assert attributes == {
+        "Max-Age=0",
+        "Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        f"Path={httpx.URL(TOOL_LAUNCH).path}",
+        "Secure",
+        "HttpOnly",
+        "SameSite=None",
+    }
 
 
 async def test_launch_with_absent_sub_is_anonymous(tool: ToolClient) -> None:

@@ -94,7 +94,7 @@ async def test_login_with_storage_target_answers_a_page_that_stores_the_binding(
     assert data["key"] == storage_key(login.state)
     cookie = login.response.headers["set-cookie"]
     assert cookie.startswith(f"{data['key']}={data['value']};")
-    for attribute in ("HttpOnly", "Secure", "SameSite=none", "Max-Age=600"):
+    for attribute in ("HttpOnly", "Secure", "SameSite=None", "Max-Age=600"):
         assert attribute.lower() in cookie.lower()
 
 
