@@ -49,6 +49,9 @@ class ValidatedLaunch:
     registration: Registration
     claims: dict[str, Any]
     state: str
+    #: The claims as the platform signed them: JSON text, checked to parse
+    #: to ``claims``; saved as it is instead of serialising them again.
+    claims_json: str = ""
 
 
 class LaunchValidator:
@@ -90,18 +93,22 @@ class LaunchValidator:
         try:
             self._check_binding(state, record, cookies, form.get(BINDING_FIELD))
             registration = self._registration(record)
-            claims = await self._check_token(id_token, registration, record, state)
+            claims, text = await self._check_token(
+                id_token, registration, record, state
+            )
         except LaunchError as error:
             # Name the platform in the refusal, for the admin reading the log.
             error.issuer, error.client_id = record.issuer, record.client_id
             raise
 
-        return ValidatedLaunch(registration=registration, claims=claims, state=state)
+        return ValidatedLaunch(
+            registration=registration, claims=claims, state=state, claims_json=text
+        )
 
     async def _check_token(
         self, id_token: str, registration: Registration, record: LoginRecord, state: str
-    ) -> dict[str, Any]:
-        claims = await self._verify_signature(id_token, registration)
+    ) -> tuple[dict[str, Any], str]:
+        claims, text = await self._verify_signature(id_token, registration)
         try:
             check_issuer_and_audience(claims, registration)
             check_times(claims, self._config, self._clock())
@@ -114,7 +121,7 @@ class LaunchValidator:
                 error.deployment_id = deployment_id
             raise
 
-        return claims
+        return claims, text
 
     async def _discard_state(self, state: str) -> None:
         # CASE-03: an error answer still ends the login; its state must not
@@ -168,7 +175,7 @@ class LaunchValidator:
 
     async def _verify_signature(
         self, id_token: str, registration: Registration
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str]:
         if len(id_token) > MAX_ID_TOKEN_LENGTH:
             raise LaunchError(
                 "token_malformed", f"id_token longer than {MAX_ID_TOKEN_LENGTH} bytes"
@@ -253,13 +260,15 @@ def _no_constant(name: str) -> Any:
 _claims_decoder = json.JSONDecoder(parse_constant=_no_constant)
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
+def _json_object(payload: bytes) -> tuple[dict[str, Any], str]:
+    """The payload's claims, and the payload as text."""
     try:
         # RFC 8259 has no NaN or Infinity; Python's parser would let them in,
         # and they break the app the first time it writes the claims as JSON.
         # RFC 7519 7.2: the claims are UTF-8. json.loads would also take
         # UTF-16 or UTF-32, and UTF-8-encoded surrogates ("surrogatepass").
-        claims = _claims_decoder.decode(payload.decode("utf-8"))
+        text = payload.decode("utf-8")
+        claims = _claims_decoder.decode(text)
         # A lone surrogate ("\ud800") is valid JSON but not text: it would
         # crash the app the first time it writes the claim out. Past the
         # strict decode above only a \u escape can make one, so the costly
@@ -275,7 +284,7 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise LaunchError("token_malformed", "the JWT payload is not a JSON object")
 
-    return claims
+    return claims, text
 
 
 def check_issuer_and_audience(

@@ -272,12 +272,9 @@ class LTIMiddleware:
         validated = await self.validator.validate(form, cookies)
 
         launch_id = secrets.token_urlsafe(32)
-        record = {
-            "issuer": validated.registration.issuer,
-            "client_id": validated.registration.client_id,
-            "claims": validated.claims,
-        }
-        await self.launches.save(launch_id, json.dumps(record), self.config.launch_ttl)
+        await self.launches.save(
+            launch_id, _launch_data(validated), self.config.launch_ttl
+        )
         _log_launch(validated)
 
         response = RedirectResponse(
@@ -472,7 +469,23 @@ def loggable(value: object) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+def _launch_data(validated: ValidatedLaunch) -> str:
+    """The launch record to save: the claims go in as the platform signed them.
+
+    They are a JSON object already parsed in full by the validator, so the
+    record is valid JSON without serialising them again (a tenth of a launch).
+    """
+    registration = validated.registration
+    claims = validated.claims_json or json.dumps(validated.claims)
+    return (
+        f'{{"issuer":{json.dumps(registration.issuer)},'
+        f'"client_id":{json.dumps(registration.client_id)},"claims":{claims}}}'
+    )
+
+
 def _log_launch(validated: ValidatedLaunch) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
     logger.info(
         "launch accepted: issuer=%s client_id=%s deployment_id=%s message_type=%s",
         loggable(validated.registration.issuer),

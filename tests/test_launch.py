@@ -690,3 +690,30 @@ async def test_non_json_number_constants_are_malformed(
 async def test_message_type_of_the_wrong_type_is_unsupported(tool: ToolClient) -> None:
     response = await tool.launch(**{c.MESSAGE_TYPE: ["LtiResourceLinkRequest"]})
     assert_refused(response, "message_type_unsupported")
+
+
+async def test_claims_reach_the_app_as_signed_whatever_their_spelling(
+    tool: ToolClient,
+) -> None:
+    # The launch record keeps the payload text as the platform signed it:
+    # raw UTF-8, \u escapes, escaped quotes and nesting must all read back
+    # to the claims the validator checked.
+    login = await tool.login()
+    claims = tool.platform.claims(login.nonce)
+    claims[c.CUSTOM] = {"name": 'Zoë "Q" O\'Brien', "emoji": "🎓", "nested": "a\\b"}
+    text = json.dumps(claims, ensure_ascii=False).replace("Zoë", "Zo\\u00eb")
+    key = tool.platform.key
+    token = jwt.api_jws.encode(
+        text.encode("utf-8"),
+        key.private_key,
+        algorithm="RS256",
+        headers={"kid": key.kid},
+    )
+
+    page = await tool.follow(await tool.launch_token(token, login))
+
+    assert page.json()["custom"] == {
+        "name": 'Zoë "Q" O\'Brien',
+        "emoji": "🎓",
+        "nested": "a\\b",
+    }
