@@ -39,6 +39,7 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/launch_and_grade.py
 	$(PY) benchmarks/stores_and_workers.py
 	$(PY) benchmarks/validation.py
+	$(PY) benchmarks/end_to_end.py
 
 clean:
 	rm -rf $(VENV) .demo
