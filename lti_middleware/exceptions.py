@@ -441,16 +441,25 @@ class PlatformResponseError(ServiceError):
     """A platform endpoint answered with an error status.
 
     Carries ``method``, ``url``, ``status`` and the platform's ``body`` (text,
-    cut to a few kilobytes) so nothing the platform said is lost.
+    cut to a few kilobytes) so nothing the platform said is lost, and
+    ``retry_after``: the seconds its ``Retry-After`` asked to wait, or None.
     """
 
     def __init__(
-        self, *, method: str, url: str, status: int, body: str, what: str
+        self,
+        *,
+        method: str,
+        url: str,
+        status: int,
+        body: str,
+        what: str,
+        retry_after: float | None = None,
     ) -> None:
         self.method = method
         self.url = url
         self.status = status
         self.body = body
+        self.retry_after = retry_after
         super().__init__(
             f"{what} failed: {method} {url} answered {status}: {body[:500]}"
         )

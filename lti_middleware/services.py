@@ -144,8 +144,6 @@ class _Call:
     #: The method and URL the last try was sending to (the service or the
     #: token endpoint), for logs and errors.
     at: tuple[str, str] = ("", "")
-    #: The last answer's Retry-After, in seconds.
-    retry_after: float | None = None
     #: True once a 401 has cost the call its token: that happens only once.
     refreshed: bool = False
 
@@ -224,7 +222,9 @@ class ServiceSession:
         method, url = call.at
         attempt = retries.used + 1
         answer = error if isinstance(error, PlatformResponseError) else None
-        delay = retries.next_delay(call.retry_after)
+        # The service's or the token endpoint's Retry-After, whichever failed.
+        wait = answer.retry_after if answer else None
+        delay = retries.next_delay(wait)
         if delay is None:
             raise ServiceUnavailableError(
                 what=call.what,
@@ -236,7 +236,7 @@ class ServiceSession:
                 body=answer.body if answer else "",
                 failure=failure,
                 stopped=retries.stopped,
-                retry_after=call.retry_after,
+                retry_after=wait,
             ) from error
 
         logger.warning(
@@ -254,7 +254,6 @@ class ServiceSession:
 
     async def _authorized(self, call: _Call) -> httpx.Response:
         """One try of ``call``: its 2xx answer, or the error it met."""
-        call.retry_after = None
         token, response = await self._send_with_token(call)
         if response.status_code == 401 and not call.refreshed:
             # The platform may have revoked the token early; fetch another.
@@ -268,13 +267,13 @@ class ServiceSession:
             token, response = await self._send_with_token(call)
 
         if not response.is_success:
-            call.retry_after = retry_after(response)
             raise PlatformResponseError(
                 method=call.method,
                 url=call.url,
                 status=response.status_code,
                 body=response.text[:MAX_BODY_CHARS],
                 what=call.what,
+                retry_after=retry_after(response),
             )
         return response
 

@@ -29,6 +29,7 @@ from .claims import CLIENT_ASSERTION_TYPE
 from .config import Registration
 from .exceptions import ServiceError, TokenRequestError
 from .keys import KeyProvider
+from .retries import retry_after
 from .stores import AccessTokenStore, MemoryAccessTokenStore
 from .transport import send_bounded, where
 
@@ -365,6 +366,7 @@ class AccessTokenClient:
                 status=response.status_code,
                 body=body,
                 what=f"token request for {registration.name!r} ({hint})",
+                retry_after=retry_after(response),
             )
 
         return self._parse(registration, scopes, response, now)

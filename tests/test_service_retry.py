@@ -551,6 +551,18 @@ async def test_a_token_endpoint_503_is_retried_too(
     assert endpoint(platform, "/token") in caplog.text
 
 
+async def test_a_token_endpoint_retry_after_is_honoured(
+    platform: Platform, connect: Connect, waits: Waits
+) -> None:
+    platform.answer("POST", "/token", Answer(429, headers={"Retry-After": "3"}))
+
+    response = await connect().post_score(score_given=1, score_maximum=2)
+
+    assert response.status_code == 200
+    assert len(platform.requests("POST", "/token")) == 2
+    assert waits.delays == [3.0]
+
+
 # Other calls safe to repeat
 
 
