@@ -7,6 +7,7 @@ start-up rather than on the first launch.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -78,8 +79,17 @@ def _text(key: str, value: object) -> str:
 
 
 def _seconds(key: str, value: object, *, upper: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigurationError(key, f"expected seconds >= 0, got {value!r}")
+    # TOML has nan and inf; NaN compares false with every bound, so without
+    # the finite check "leeway = nan" would switch the expiry check off.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigurationError(
+            key, f"expected a finite number of seconds >= 0, got {value!r}"
+        )
     if upper is not None and value > upper:
         raise ConfigurationError(key, f"{value} is above the maximum of {upper}")
 

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 SUPPORTED_MESSAGE_TYPES = frozenset({c.RESOURCE_LINK_REQUEST, c.DEEP_LINKING_REQUEST})
 MAX_ID_TOKEN_LENGTH = 64 * 1024
 MAX_SUB_LENGTH = 255
+#: Deepest nesting of arrays and objects accepted in an id_token's claims.
+MAX_CLAIM_DEPTH = 32
+#: Longest kid accepted; longer ones are refused before any lookup.
+MAX_KID_LENGTH = 256
 
 
 def state_key(state: str) -> str:
@@ -189,11 +193,16 @@ class LaunchValidator:
         if alg not in self._config.allowed_algorithms:
             raise LaunchError(
                 "alg_not_allowed",
-                f"header alg {alg!r}; allowed: {list(self._config.allowed_algorithms)}",
+                f"header alg {_shown(alg)}; allowed: "
+                f"{list(self._config.allowed_algorithms)}",
             )
         kid = token.header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise LaunchError("kid_missing", "the JWT header has no kid")
+        if len(kid) > MAX_KID_LENGTH:
+            raise LaunchError(
+                "token_malformed", f"the kid is longer than {MAX_KID_LENGTH} characters"
+            )
 
         key = await self._key_sets.key_for(registration.key_set_url, kid, alg)
         if not token.verify(key):
@@ -251,13 +260,48 @@ class LaunchValidator:
         )
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """``value`` for an error message, cut short: it came from the request."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON but becomes inf, which no JSON writer takes back.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
 # One decoder for every launch: json.loads with an option builds a new one
 # per call.
-_claims_decoder = json.JSONDecoder(parse_constant=_no_constant)
+_claims_decoder = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite_float
+)
+
+
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    """True when ``value`` holds arrays or objects more than ``limit`` deep."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+
+    return False
 
 
 def _json_object(payload: bytes) -> tuple[dict[str, Any], str]:
@@ -283,6 +327,16 @@ def _json_object(payload: bytes) -> tuple[dict[str, Any], str]:
         raise LaunchError("token_malformed", "the JWT payload is not JSON") from error
     if not isinstance(claims, dict):
         raise LaunchError("token_malformed", "the JWT payload is not a JSON object")
+    # Real claims nest four or five deep. Far deeper ones parse here but make
+    # the app's own json.dumps fail with RecursionError; counting brackets
+    # keeps the walk off the path of ordinary launches.
+    if payload.count(b"{") + payload.count(b"[") > MAX_CLAIM_DEPTH and (
+        _nested_deeper_than(claims, MAX_CLAIM_DEPTH)
+    ):
+        raise LaunchError(
+            "token_malformed",
+            f"the JWT payload nests more than {MAX_CLAIM_DEPTH} levels deep",
+        )
 
     return claims, text
 

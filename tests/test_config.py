@@ -229,3 +229,28 @@ def test_service_retry_settings_are_checked_in_python_too(
     with pytest.raises(ConfigurationError) as error:
         tool_config(**{name: value})
     assert error.value.key == key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "leeway",
+        "max_token_age",
+        "max_token_lifetime",
+        "login_ttl",
+        "launch_ttl",
+        "http_timeout",
+        "service_retry_deadline",
+    ],
+)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_seconds_must_be_finite(tmp_path: Path, key: str, value: str) -> None:
+    # NaN compares false with every bound: "leeway = nan" once loaded and
+    # then accepted tokens that had expired a day before.
+    text = TOML.replace("leeway = 30", f"{key} = {value}")
+
+    with pytest.raises(ConfigurationError) as error:
+        load_config(write(tmp_path, text))
+
+    assert error.value.key == f"tool.{key}"
+    assert "finite" in str(error.value)

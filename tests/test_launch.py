@@ -675,7 +675,9 @@ async def test_refusal_log_names_the_tokens_deployment(
     assert "deployment_id=99:evil" in caplog.records[-1].getMessage()
 
 
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    "constant", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1.5e309"]
+)
 async def test_non_json_number_constants_are_malformed(
     tool: ToolClient, platform: FakePlatform, constant: str
 ) -> None:
@@ -717,3 +719,64 @@ async def test_claims_reach_the_app_as_signed_whatever_their_spelling(
         "emoji": "🎓",
         "nested": "a\\b",
     }
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth):
+        value = {"d": value} if level % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize(("depth", "accepted"), [(20, True), (40, False)])
+async def test_claims_nested_too_deep_are_malformed(
+    tool: ToolClient, depth: int, accepted: bool
+) -> None:
+    # The app's own json.dumps fails on claims some 950 levels deep; real
+    # claims nest four or five. The payload root and custom add two levels.
+    response = await tool.launch(**{c.CUSTOM: {"deep": _nested(depth)}})
+
+    if accepted:
+        assert response.status_code == 303, response.text
+    else:
+        assert_refused(response, "token_malformed")
+        assert "nests more than 32 levels" in response.text
+
+
+async def test_many_shallow_arrays_and_objects_are_not_too_deep(
+    tool: ToolClient,
+) -> None:
+    custom = {f"k{n}": [{"v": n}] for n in range(200)}
+
+    response = await tool.launch(**{c.CUSTOM: custom})
+
+    assert response.status_code == 303, response.text
+
+
+async def test_an_overlong_kid_is_refused_before_any_lookup(
+    tool: ToolClient, platform: FakePlatform
+) -> None:
+    login = await tool.login()
+    fetches = len(platform.key_set_requests)
+    token = platform.sign(platform.claims(login.nonce), headers={"kid": "k" * 300})
+
+    response = await tool.launch_token(token, login)
+
+    assert_refused(response, "token_malformed")
+    assert len(platform.key_set_requests) == fetches
+
+
+async def test_an_outlandish_alg_is_not_repeated_at_length(
+    tool: ToolClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    login = await tool.login()
+    header = base64.urlsafe_b64encode(
+        json.dumps({"alg": "x" * 5000, "kid": "k"}).encode()
+    ).rstrip(b"=")
+    token = f"{header.decode()}.e30.c2ln"
+
+    response = await tool.launch_token(token, login)
+
+    assert_refused(response, "alg_not_allowed")
+    assert "x" * 100 not in response.text
+    assert all("x" * 100 not in record.getMessage() for record in caplog.records)
