@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import jwt
 
-from .exceptions import LaunchError
-from .transport import where
+from .exceptions import LaunchError, ServiceError
+from .transport import send_bounded, where
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class PlatformKeySets:
         try:
             body, cache_control = await self._download(url)
             keys = parse_key_set(body)
-        except (httpx.HTTPError, ValueError, RecursionError) as error:
+        except (httpx.HTTPError, ServiceError, ValueError, RecursionError) as error:
             self._failures[url] = failure = _describe(error, self._timeout)
             logger.warning("platform key set %s unusable: %s", url, failure)
             return None
@@ -219,17 +219,13 @@ class PlatformKeySets:
 
     async def _download(self, url: str) -> tuple[bytes, str | None]:
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}
-        async with self._http.stream(
+        request = self._http.build_request(
             "GET", url, headers=headers, timeout=self._timeout
-        ) as response:
-            response.raise_for_status()
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_KEY_SET_BYTES:
-                    raise ValueError(f"key set larger than {MAX_KEY_SET_BYTES} bytes")
+        )
+        response = await send_bounded(self._http, request, MAX_KEY_SET_BYTES)
+        response.raise_for_status()
 
-        return bytes(body), response.headers.get("cache-control")
+        return response.content, response.headers.get("cache-control")
 
     def _parse(
         self, key_set: _KeySet, kid: str, jwk: dict[str, Any], alg: str

@@ -36,7 +36,7 @@ from .retries import (
     transient_failure,
 )
 from .tokens import AccessTokenClient
-from .transport import send_bounded, where
+from .transport import scrubbed, send_bounded, where
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class ServiceSession:
                 method=call.method,
                 url=call.url,
                 status=response.status_code,
-                body=response.text[:MAX_BODY_CHARS],
+                body=scrubbed(response.text, token)[:MAX_BODY_CHARS],
                 what=call.what,
                 retry_after=retry_after(response),
             )
@@ -380,6 +380,17 @@ class ServiceSession:
                 method, url, content=content, headers=headers
             )
             return await send_bounded(self._http, request, MAX_RESPONSE_BYTES)
+        except httpx.TimeoutException as error:
+            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
+                raise ServiceError(
+                    f"{method} {url} could not be sent: {type(error).__name__}"
+                ) from error
+            # The request may have reached the platform and taken effect.
+            raise ServiceError(
+                f"{method} {url} got no answer in time ({error}); the platform may "
+                "have acted on it, so check before sending anything that is not "
+                "safe to repeat again (for a new line item: list the line items)"
+            ) from error
         except (httpx.HTTPError, UnicodeError) as error:
             raise ServiceError(
                 f"{method} {url} could not be sent: {type(error).__name__}: {error}"

@@ -31,7 +31,7 @@ from .exceptions import ServiceError, TokenRequestError
 from .keys import KeyProvider
 from .retries import retry_after
 from .stores import AccessTokenStore, MemoryAccessTokenStore
-from .transport import send_bounded, where
+from .transport import scrubbed, send_bounded, where
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
@@ -358,7 +358,7 @@ class AccessTokenClient:
             ) from error
 
         if not response.is_success:
-            body = _truncate(response.text)
+            body = _truncate(scrubbed(response.text, form["client_assertion"]))
             hint = _hint(registration, response.status_code, body)
             raise TokenRequestError(
                 method="POST",

@@ -321,9 +321,28 @@ async def test_network_error_is_wrapped(
         await make_client().post_score(score_given=1, score_maximum=2)
 
     cause = caught.value.__cause__
-    assert isinstance(cause, ServiceError) and "could not be sent" in str(cause)
+    assert isinstance(cause, ServiceError) and "got no answer in time" in str(cause)
     assert isinstance(cause.__cause__, httpx.ReadTimeout)
     assert len(platform.service_requests) == 4
+
+
+async def test_a_refusal_echoing_the_access_token_does_not_carry_it(
+    make_client: Callable[..., AGSClient], platform: FakePlatform
+) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, text=f"denied: {request.headers['authorization']}")
+
+    platform.service = echo
+
+    with pytest.raises(PlatformResponseError) as caught:
+        await make_client().post_score(score_given=1, score_maximum=2)
+
+    sent = (
+        platform.service_requests[-1].headers["authorization"].removeprefix("Bearer ")
+    )
+    assert sent not in caught.value.body
+    assert sent not in str(caught.value)
+    assert caught.value.body == "denied: Bearer [redacted]"
 
 
 async def test_post_score_keeps_lineitem_query_string(

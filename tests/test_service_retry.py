@@ -474,11 +474,14 @@ async def test_line_item_creation_meeting_a_timeout_is_sent_exactly_once(
 ) -> None:
     platform.answer("POST", "/lineitems", STALL)
 
-    with pytest.raises(ServiceError, match="could not be sent") as caught:
+    with pytest.raises(ServiceError, match="got no answer in time") as caught:
         await connect(timeout=SHORT_TIMEOUT).create_lineitem(
             label="Lab", score_maximum=5
         )
 
+    # The platform got the POST: the message must not invite sending it again.
+    assert "may have acted on it" in str(caught.value)
+    assert "list the line items" in str(caught.value)
     assert not caught.value.retryable
     assert len(platform.requests("POST", "/lineitems")) == 1
     assert waits.delays == []

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import jwt
@@ -528,6 +528,25 @@ async def test_refusal_keeps_platform_body_and_names_what_to_check(
     assert "test-lms" in str(error)
     assert "JWKS URL" in str(error)
     assert "unknown key" in str(error)
+
+
+async def test_a_refusal_echoing_the_client_assertion_does_not_carry_it(
+    tokens: AccessTokenClient, endpoint: FakeTokenEndpoint
+) -> None:
+    # Some platforms echo the request in their error answer.
+    def echo(number: int) -> httpx.Response:
+        sent = endpoint.forms[-1]
+        return httpx.Response(400, text=f"bad request: {urlencode(sent)} / {sent}")
+
+    endpoint.answer = echo
+
+    with pytest.raises(TokenRequestError) as caught:
+        await tokens.get_token(make_registration(), [SCORE])
+
+    assertion = endpoint.forms[-1]["client_assertion"]
+    assert assertion not in caught.value.body
+    assert assertion not in str(caught.value)
+    assert "[redacted]" in caught.value.body
 
 
 async def test_refusal_names_token_audience_on_server_error(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import anyio
@@ -28,7 +28,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from lti_middleware import LTIMiddleware
@@ -55,6 +55,8 @@ pytestmark = pytest.mark.e2e
 HTTP_TIMEOUT = 0.5
 #: The test's browser gives up here: a tool that hangs fails the test.
 BROWSER_TIMEOUT = 2.5
+#: Seconds between the bytes of a trickling answer: each read is in time.
+TRICKLE_GAP = 0.3
 
 FAULTY_ISS = "https://faulty.example.edu"
 
@@ -73,6 +75,20 @@ def never_answers(released: threading.Event) -> Endpoint:
         # Held until the test ends; the tool must give up long before.
         await anyio.to_thread.run_sync(released.wait)
         return JSONResponse({"keys": []})
+
+    return route
+
+
+def trickles(released: threading.Event) -> Endpoint:
+    # Each byte comes well within http_timeout, the whole answer far past
+    # it: httpx's per-read timeouts alone would wait for all of it.
+    async def route(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            for byte in b'{"keys": [], "access_token": "x"}':
+                yield bytes([byte])
+                await anyio.to_thread.run_sync(released.wait, TRICKLE_GAP)
+
+        return StreamingResponse(body(), media_type="application/json")
 
     return route
 
@@ -98,6 +114,8 @@ def server() -> Iterator[PlatformServer]:
         Route("/html/token", fixed(Response("<html>Sign in</html>")), methods=["POST"]),
         Route("/error/token", fixed(Response("Bad Gateway", 502)), methods=["POST"]),
         Route("/huge/token", fixed(JSONResponse(huge_token)), methods=["POST"]),
+        Route("/trickles/token", trickles(released), methods=["POST"]),
+        Route("/trickles/jwks", trickles(released)),
         Route("/healthy/jwks", fixed(JSONResponse(keys))),
         Route("/stalls/jwks", never_answers(released)),
         Route("/html/jwks", fixed(Response("<html>Maintenance</html>", 200))),
@@ -146,10 +164,11 @@ async def launch(
 #: What the refusal says went wrong, for each fault.
 CAUSES = {
     "stalls": f"no answer within {HTTP_TIMEOUT:g}s ([tool] http_timeout)",
+    "trickles": f"no answer within {HTTP_TIMEOUT:g}s ([tool] http_timeout)",
     "closed": "ConnectError: ",
     "html": "the answer is not JSON (it starts b'<html>Maintenance</html>')",
     "error": "HTTP 502 from the platform",
-    "huge": f"key set larger than {MAX_KEY_SET_BYTES} bytes",
+    "huge": "GET {where} answered with more than " + f"{MAX_KEY_SET_BYTES} bytes",
 }
 
 
@@ -192,13 +211,15 @@ async def test_a_faulty_key_set_is_refused_in_bounded_time_and_the_worker_goes_o
     assert refused.json()["error"] == "key_set_unavailable"
     refusal = next(r for r in caplog.records if "refused" in r.getMessage())
     assert f"issuer={FAULTY_ISS}" in refusal.getMessage()
-    assert f"the key set at {faulty_url} ({CAUSES[fault]}" in refusal.getMessage()
+    cause = CAUSES[fault].format(where=faulty_url.removeprefix("http://"))
+    assert f"the key set at {faulty_url} ({cause}" in refusal.getMessage()
     assert healthy.status_code == 303, healthy.text
 
 
 #: The error each token endpoint fault raises, and what its message says.
 TOKEN_FAULTS = {
     "stalls": (ServiceError, "could not be sent: POST {url}: ReadTimeout"),
+    "trickles": (ServiceError, "could not be sent: POST {url}: ReadTimeout"),
     "closed": (ServiceError, "could not be sent: POST {url}: ConnectError"),
     "html": (
         TokenRequestError,
