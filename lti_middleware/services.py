@@ -193,7 +193,9 @@ class ServiceSession:
         the request is tried once more with a new one. A call that is
         ``idempotent`` (by default: GET, HEAD, PUT, DELETE) is tried again
         after a 429, 502, 503 or 504, a timeout or a failed connection, of
-        the service or of the token endpoint, as the retry policy allows.
+        the service or of the token endpoint, as the retry policy allows; any
+        call, idempotent or not, is tried again after a transient failure of
+        its token request, which sent nothing to the service.
         Raises ServiceUnavailableError when those tries run out, ServiceError
         when the URL is not allowed or the request cannot be sent, and
         PlatformResponseError on any other non-2xx answer.
@@ -208,7 +210,11 @@ class ServiceSession:
             try:
                 return await self._authorized(call)
             except ServiceError as error:
-                failure = transient_failure(error) if repeatable else None
+                # A failed token request sent nothing to the service: even a
+                # call that is not safe to repeat may try again.
+                at_token_endpoint = call.at[1] == self._registration.token_url
+                may_repeat = repeatable or at_token_endpoint
+                failure = transient_failure(error) if may_repeat else None
                 if failure is None:
                     raise
                 delay = self._next_delay(call, retries, error, failure)

@@ -487,6 +487,18 @@ async def test_line_item_creation_meeting_a_timeout_is_sent_exactly_once(
     assert waits.delays == []
 
 
+async def test_line_item_creation_is_retried_when_only_its_token_request_failed(
+    platform: Platform, connect: Connect, waits: Waits
+) -> None:
+    platform.answer("POST", "/token", Answer(503))
+
+    await connect().create_lineitem(label="Lab", score_maximum=5)
+
+    assert len(platform.requests("POST", "/token")) == 2
+    assert len(platform.requests("POST", "/lineitems")) == 1
+    assert waits.delays == [0.5]
+
+
 async def test_a_401_gets_one_new_token_and_is_not_retried_as_transient(
     platform: Platform, connect: Connect, waits: Waits
 ) -> None:
