@@ -76,6 +76,11 @@ async def send_bounded(
     """
     async with whole_exchange_within(time_limit_of(request), request):
         response = await http.send(request, stream=True)
+        if _declared_within(response, limit):
+            # The usual answer: its length is declared, small, not
+            # compressed, and HTTP framing stops the read at that length.
+            await response.aread()
+            return response
         try:
             body = bytearray()
             async for chunk in response.aiter_bytes():
@@ -97,3 +102,11 @@ async def send_bounded(
     return httpx.Response(
         response.status_code, headers=headers, content=bytes(body), request=request
     )
+
+
+def _declared_within(response: httpx.Response, limit: int) -> bool:
+    """True when the answer's declared length is its whole size and fits."""
+    if response.headers.get("content-encoding", "identity").lower() != "identity":
+        return False
+    declared = response.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) <= limit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from lti_middleware.exceptions import ServiceError
 from lti_middleware.services import ServiceSession
 
 BASE = "https://lms.example.edu/api/items?page=1"
@@ -91,3 +92,27 @@ async def test_a_compressed_answer_is_read_once_decoded() -> None:
     http = httpx.AsyncClient(transport=httpx.MockTransport(serve))
     response = await send_bounded(http, http.build_request("GET", BASE), 1000)
     assert response.json() == {"a": 1}
+
+
+async def test_a_declared_small_answer_is_returned_as_it_came() -> None:
+    from lti_middleware.transport import send_bounded
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ok": True})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        response = await send_bounded(http, http.build_request("GET", BASE), 1000)
+
+    assert response.json() == {"ok": True}
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+async def test_a_declared_length_over_the_limit_is_refused() -> None:
+    from lti_middleware.transport import send_bounded
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"x" * 2000)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        with pytest.raises(ServiceError, match="more than 1000 bytes"):
+            await send_bounded(http, http.build_request("GET", BASE), 1000)
