@@ -108,5 +108,8 @@ def _declared_within(response: httpx.Response, limit: int) -> bool:
     """True when the answer's declared length is its whole size and fits."""
     if response.headers.get("content-encoding", "identity").lower() != "identity":
         return False
+    # With Transfer-Encoding the length header does not frame the body.
+    if "transfer-encoding" in response.headers:
+        return False
     declared = response.headers.get("content-length", "")
     return declared.isdigit() and int(declared) <= limit
