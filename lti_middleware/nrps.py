@@ -32,6 +32,7 @@ from .message import Context, Roles
 from .retries import RetryPolicy
 from .services import MAX_BODY_CHARS, ServiceSession
 from .tokens import AccessTokenClient
+from .transport import platform_text
 
 __all__ = [
     "Member",
@@ -236,7 +237,7 @@ def _malformed(url: str, response: httpx.Response, what: str) -> PlatformRespons
         body="(body withheld: it may hold personal data; see .body)",
         what=what,
     )
-    error.body = response.text[:MAX_BODY_CHARS]
+    error.body = platform_text(response, MAX_BODY_CHARS)
     return error
 
 

@@ -36,7 +36,7 @@ from .retries import (
     transient_failure,
 )
 from .tokens import AccessTokenClient
-from .transport import scrubbed, send_bounded, where
+from .transport import platform_text, scrubbed_error, send_bounded, where
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def unexpected(url: str, response: httpx.Response, what: str) -> PlatformRespons
         method=response.request.method,
         url=url,
         status=response.status_code,
-        body=response.text[:MAX_BODY_CHARS],
+        body=platform_text(response, MAX_BODY_CHARS),
         what=what,
     )
 
@@ -277,7 +277,7 @@ class ServiceSession:
                 method=call.method,
                 url=call.url,
                 status=response.status_code,
-                body=scrubbed(response.text, token)[:MAX_BODY_CHARS],
+                body=platform_text(response, MAX_BODY_CHARS),
                 what=call.what,
                 retry_after=retry_after(response),
             )
@@ -331,7 +331,12 @@ class ServiceSession:
             ) from None
         for target, relations in links:
             if rel in relations:
-                return urljoin(base, target)
+                try:
+                    return urljoin(base, target)
+                except ValueError as error:
+                    raise PaginationError(
+                        f"the {rel} link at {base!r} is not a URL: {target[:200]!r}"
+                    ) from error
 
         return None
 
@@ -397,7 +402,12 @@ class ServiceSession:
                 "have acted on it, so check before sending anything that is not "
                 "safe to repeat again (for a new line item: list the line items)"
             ) from error
-        except (httpx.HTTPError, UnicodeError) as error:
+        except httpx.HTTPError as error:
+            cause = scrubbed_error(error)
+            raise ServiceError(
+                f"{method} {url} could not be sent: {type(error).__name__}: {cause}"
+            ) from cause
+        except UnicodeError as error:
             raise ServiceError(
                 f"{method} {url} could not be sent: {type(error).__name__}: {error}"
             ) from error

@@ -31,7 +31,14 @@ from .exceptions import ServiceError, TokenRequestError
 from .keys import KeyProvider
 from .retries import retry_after
 from .stores import AccessTokenStore, MemoryAccessTokenStore
-from .transport import scrubbed, send_bounded, where
+from .transport import (
+    platform_text,
+    scrubbed,
+    scrubbed_error,
+    secrets_of,
+    send_bounded,
+    where,
+)
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
@@ -49,8 +56,8 @@ DEFAULT_EXPIRES_IN = 3600.0
 MAX_EXPIRY_MARGIN = 60.0
 EXPIRY_MARGIN_FRACTION = 0.1
 #: Seconds the cross-worker token lock lasts if its holder dies mid-request;
-#: longer than a token request's HTTP timeout.
-TOKEN_LOCK_TTL = 30.0
+#: longer than the longest token request (http_timeout is at most 60 s).
+TOKEN_LOCK_TTL = 75.0
 #: The platform's error body is kept up to this many characters.
 MAX_BODY_CHARS = 4096
 #: Largest token endpoint answer read, in bytes; a real one is well under 4 KB.
@@ -348,17 +355,18 @@ class AccessTokenClient:
         try:
             response = await send_bounded(self._http, request, MAX_TOKEN_ANSWER_BYTES)
         except httpx.HTTPError as error:
+            cause = scrubbed_error(error)
             raise ServiceError(
                 f"token request for {registration.name!r} could not be sent: "
-                f"POST {url}: {type(error).__name__}: {error}"
-            ) from error
+                f"POST {url}: {type(error).__name__}: {cause}"
+            ) from cause
         except ServiceError as error:
             raise ServiceError(
                 f"token request for {registration.name!r}: {error}"
             ) from error
 
         if not response.is_success:
-            body = _truncate(scrubbed(response.text, form["client_assertion"]))
+            body = _truncate(platform_text(response, len(response.text)))
             hint = _hint(registration, response.status_code, body)
             raise TokenRequestError(
                 method="POST",
@@ -415,6 +423,6 @@ class AccessTokenClient:
             method="POST",
             url=registration.token_url,
             status=response.status_code,
-            body=_truncate(body),
+            body=_truncate(scrubbed(body, *secrets_of(response.request))),
             what=f"token request for {registration.name!r} ({problem})",
         )

@@ -16,9 +16,12 @@ answers HTML, a 5xx, or a body past the size cap.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import socket
 import threading
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -100,6 +103,14 @@ def fixed(response: Response) -> Endpoint:
     return route
 
 
+def gzip_bomb() -> bytes:
+    """256 MiB of zeros, gzipped three times over: about 300 bytes."""
+    inflated = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(1 << 20)
+    layer = b"".join(inflated.compress(zeros) for _ in range(256)) + inflated.flush()
+    return gzip.compress(gzip.compress(layer, 9), 9)
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[PlatformServer]:
     platform = FakePlatform(Clock())
@@ -116,6 +127,16 @@ def server() -> Iterator[PlatformServer]:
         Route("/huge/token", fixed(JSONResponse(huge_token)), methods=["POST"]),
         Route("/trickles/token", trickles(released), methods=["POST"]),
         Route("/trickles/jwks", trickles(released)),
+        Route(
+            "/bomb/jwks",
+            fixed(
+                Response(
+                    gzip_bomb(),
+                    headers={"content-encoding": "gzip, gzip, gzip"},
+                    media_type="application/json",
+                )
+            ),
+        ),
         Route("/healthy/jwks", fixed(JSONResponse(keys))),
         Route("/stalls/jwks", never_answers(released)),
         Route("/html/jwks", fixed(Response("<html>Maintenance</html>", 200))),
@@ -169,6 +190,7 @@ CAUSES = {
     "html": "the answer is not JSON (it starts b'<html>Maintenance</html>')",
     "error": "HTTP 502 from the platform",
     "huge": "GET {where} answered with more than " + f"{MAX_KEY_SET_BYTES} bytes",
+    "bomb": "GET {where} answered with more than " + f"{MAX_KEY_SET_BYTES} bytes",
 }
 
 
@@ -200,13 +222,18 @@ async def test_a_faulty_key_set_is_refused_in_bounded_time_and_the_worker_goes_o
     )
     caplog.set_level(logging.INFO, logger="lti_middleware")
 
+    tracemalloc.start()
     try:
         refused = await launch(browser, platform, FAULTY_ISS, CLIENT_ID)
+        # A bomb inflated by httpx would pass through memory whole first.
+        peak = tracemalloc.get_traced_memory()[1]
         healthy = await launch(browser, platform, ISS, CLIENT_ID)
     finally:
+        tracemalloc.stop()
         await browser.aclose()
         await middleware.aclose()
 
+    assert peak < 32 * 1024 * 1024, f"{peak / 1e6:.0f} MB held for one refusal"
     assert refused.status_code == 502
     assert refused.json()["error"] == "key_set_unavailable"
     refusal = next(r for r in caplog.records if "refused" in r.getMessage())
