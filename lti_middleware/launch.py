@@ -17,12 +17,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from . import claims as c
 from . import jws
-from .config import Registration, ToolConfig
+from .config import Registration, ToolConfig, check_url
 from .deep_linking import DeepLinkingSettings
-from .exceptions import LaunchError, PlatformAuthError
+from .exceptions import ConfigurationError, LaunchError, PlatformAuthError
 from .login import BINDING_FIELD, LoginRecord, state_cookie_name
 from .platform_keys import PlatformKeySets
 from .stores.base import NonceStore
@@ -36,6 +39,12 @@ MAX_SUB_LENGTH = 255
 MAX_CLAIM_DEPTH = 32
 #: Longest kid accepted; longer ones are refused before any lookup.
 MAX_KID_LENGTH = 256
+#: Claim members that hold a URL the tool sends its access token to.
+SERVICE_URL_MEMBERS = (
+    (c.AGS_ENDPOINT, "lineitem"),
+    (c.AGS_ENDPOINT, "lineitems"),
+    (c.NRPS_SERVICE, "context_memberships_url"),
+)
 
 
 def state_key(state: str) -> str:
@@ -197,8 +206,12 @@ class LaunchValidator:
                 f"{list(self._config.allowed_algorithms)}",
             )
         kid = token.header.get("kid")
-        if not isinstance(kid, str) or not kid:
+        if kid is None or kid == "":
             raise LaunchError("kid_missing", "the JWT header has no kid")
+        if not isinstance(kid, str):
+            raise LaunchError(
+                "token_malformed", f"the JWT header's kid is a {type(kid).__name__}"
+            )
         if len(kid) > MAX_KID_LENGTH:
             raise LaunchError(
                 "token_malformed", f"the kid is longer than {MAX_KID_LENGTH} characters"
@@ -508,11 +521,84 @@ def check_claim_shapes(claims: Mapping[str, Any]) -> None:
         if name in claims and not isinstance(claims[name], dict):
             raise LaunchError("claim_invalid", f"{name} must be a JSON object")
 
+    _check_context_type(claims)
+    for name, member in SERVICE_URL_MEMBERS:
+        service = claims.get(name)
+        if isinstance(service, dict):
+            _check_service_url(name, member, service.get(member))
+
+
+def _check_context_type(claims: Mapping[str, Any]) -> None:
+    # LTI Core 5.4.1 gives an array of strings; platforms also send a single
+    # string, which LTILaunch.context reads as an array of one.
+    context = claims.get(c.CONTEXT)
+    kinds = context.get("type") if isinstance(context, dict) else None
+    if kinds is None or isinstance(kinds, str):
+        return
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise LaunchError(
+            "claim_invalid",
+            f"{c.CONTEXT} 'type' must be a string or an array of strings, "
+            f"got {_shown(kinds)}",
+        )
+
+
+def _check_service_url(claim: str, member: str, value: object) -> None:
+    """Refuse a service URL the service clients could not send to.
+
+    Null and "" are read as absent, as the clients read them. A URL that
+    httpx (which sends the calls) or urllib cannot parse would otherwise
+    fail in the app, at launch.ags or at a score post, with a bare
+    ValueError; the rest is the tool's rule for every platform URL.
+    """
+    if value is None or value == "":
+        return
+    where = f"{claim} {member!r}"
+    if not isinstance(value, str):
+        raise LaunchError("claim_invalid", f"{where} must be a URL string")
+    if not value.isprintable() or any(char.isspace() for char in value):
+        raise LaunchError(
+            "claim_invalid",
+            f"{where} holds whitespace or control characters: {_shown(value)}",
+        )
+
+    try:
+        # .port raises for a port that is not a number up to 65535.
+        if urlsplit(value).port == 0:
+            raise ValueError("port 0 is no port a service listens on")
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL) as error:
+        raise LaunchError(
+            "claim_invalid",
+            f"{where} does not parse as a URL ({str(error)[:80]}): {_shown(value)}",
+        ) from error
+
+    try:
+        check_url(member, value)
+    except ConfigurationError as error:
+        raise LaunchError(
+            "claim_invalid",
+            f"{where} must be an absolute https URL (http only for localhost) "
+            f"without a fragment, got {_shown(value)}",
+        ) from error
+
 
 def check_deep_linking_settings(claims: Mapping[str, Any]) -> None:
     """The deep_linking_settings claim reads; its return URL is http(s)."""
+    settings = claims.get(c.DEEP_LINKING_SETTINGS)
+    url = settings.get("deep_link_return_url") if isinstance(settings, dict) else None
     try:
-        DeepLinkingSettings.from_claim(claims.get(c.DEEP_LINKING_SETTINGS))
+        # urlsplit's own message ("Invalid IPv6 URL") names no member.
+        urlsplit(url if isinstance(url, str) else "")
+    except ValueError as error:
+        raise LaunchError(
+            "claim_invalid",
+            f"{c.DEEP_LINKING_SETTINGS}: deep_link_return_url does not parse as "
+            f"a URL ({error}): {_shown(url)}",
+        ) from error
+
+    try:
+        DeepLinkingSettings.from_claim(settings)
     except ValueError as error:
         raise LaunchError(
             "claim_invalid", f"{c.DEEP_LINKING_SETTINGS}: {error}"

@@ -42,6 +42,23 @@ def _object(claims: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _strings(value: object) -> tuple[str, ...]:
+    # A single string stands for an array of one, as platforms send it.
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(item for item in value if isinstance(item, str))
+
+    return ()
+
+
+def _pixels(value: object) -> int | None:
+    # JSON true is a Python int; it is no width.
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
 @dataclass(frozen=True)
 class User:
     """The launching user; ``id`` is None for an anonymous launch."""
@@ -216,7 +233,9 @@ class LTILaunch:
 
     @cached_property
     def roles(self) -> Roles:
-        uris = self.claims.get(c.ROLES) or []
+        uris = self.claims.get(c.ROLES)
+        if not isinstance(uris, list):
+            return Roles(())
         return Roles(tuple(r for r in uris if isinstance(r, str)))
 
     @cached_property
@@ -224,12 +243,11 @@ class LTILaunch:
         value = _object(self.claims, c.CONTEXT)
         if value is None:
             return None
-        kinds = value.get("type") or []
         return Context(
             id=str(value["id"]),
             label=_text(value.get("label")),
             title=_text(value.get("title")),
-            type=tuple(k for k in kinds if isinstance(k, str)),
+            type=_strings(value.get("type")),
         )
 
     @cached_property
@@ -252,12 +270,11 @@ class LTILaunch:
         value = _object(self.claims, c.LAUNCH_PRESENTATION)
         if value is None:
             return None
-        width, height = value.get("width"), value.get("height")
         return Presentation(
             document_target=_text(value.get("document_target")),
             return_url=_text(value.get("return_url")),
-            width=width if isinstance(width, int) else None,
-            height=height if isinstance(height, int) else None,
+            width=_pixels(value.get("width")),
+            height=_pixels(value.get("height")),
             locale=_text(value.get("locale")),
         )
 

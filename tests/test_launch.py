@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -13,16 +14,23 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from lti_middleware import claims as c
-from lti_middleware.exceptions import REASONS
+from lti_middleware.exceptions import REASONS, LTIError
 from lti_middleware.hooks import hookimpl
+from lti_middleware.message import LTILaunch
 
 from .conftest import (
     CLIENT_ID,
     DEPLOYMENT_ID,
     DROP,
     ISS,
+    LINEITEM,
+    TOKEN_URL,
     TOOL_APP,
     TOOL_LAUNCH,
     Clock,
@@ -780,3 +788,444 @@ async def test_an_outlandish_alg_is_not_repeated_at_length(
     assert_refused(response, "alg_not_allowed")
     assert "x" * 100 not in response.text
     assert all("x" * 100 not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("kid", [7, ["k"], {"k": 1}, True])
+async def test_a_kid_that_is_not_a_string_is_malformed(
+    tool: ToolClient, platform: FakePlatform, kid: object
+) -> None:
+    login = await tool.login()
+    claims = platform.claims(login.nonce)
+    token = _unsigned(claims, {"alg": "RS256", "kid": kid}) + "c2ln"
+
+    response = await tool.post_launch(
+        {"id_token": token, "state": login.state}, login.cookies
+    )
+
+    assert_refused(response, "token_malformed")
+    assert "kid is a" in response.text
+
+
+# -- Claim members of the wrong JSON type ---------------------------------------
+
+AGS_LINEITEMS = "https://lms.example.edu/api/lti/courses/5/line_items"
+NRPS_URL = "https://lms.example.edu/api/lti/courses/5/names_and_roles"
+
+
+@pytest.mark.parametrize(
+    "kind", ["CourseOffering", c.CONTEXT + "/type#CourseSection", ""]
+)
+async def test_context_type_as_one_string_reads_as_an_array_of_one(
+    kind: str,
+) -> None:
+    launch = await _launch_of({c.CONTEXT: {"id": "ctx-5", "type": kind}})
+
+    assert launch.context is not None
+    assert launch.context.type == (kind,)
+
+
+async def test_context_type_as_an_array_of_strings_is_kept() -> None:
+    kinds = ["http://purl.imsglobal.org/vocab/lis/v2/course#CourseOffering", "Group"]
+
+    launch = await _launch_of({c.CONTEXT: {"id": "ctx-5", "type": kinds}})
+
+    assert launch.context is not None and launch.context.type == tuple(kinds)
+
+
+@pytest.mark.parametrize("kind", [5, True, 1.5, {"a": "b"}, [5], ["Group", None]])
+async def test_context_type_of_another_shape_is_refused(
+    tool: ToolClient, kind: Any
+) -> None:
+    response = await tool.launch(**{c.CONTEXT: {"id": "ctx-5", "type": kind}})
+
+    detail = assert_refused(response, "claim_invalid")["detail"]
+    assert c.CONTEXT in detail and "'type'" in detail
+
+
+SERVICE_URLS = [
+    (c.AGS_ENDPOINT, "lineitem"),
+    (c.AGS_ENDPOINT, "lineitems"),
+    (c.NRPS_SERVICE, "context_memberships_url"),
+]
+
+
+def _services(claim: str, member: str, value: Any) -> dict[str, Any]:
+    """The AGS and NRPS claims, with ``member`` of ``claim`` set to ``value``."""
+    ags: dict[str, Any] = {
+        "scope": [c.SCOPE_SCORE, c.SCOPE_LINEITEM],
+        "lineitem": LINEITEM,
+        "lineitems": AGS_LINEITEMS,
+    }
+    nrps: dict[str, Any] = {
+        "context_memberships_url": NRPS_URL,
+        "service_versions": ["2.0"],
+    }
+    (ags if claim == c.AGS_ENDPOINT else nrps)[member] = value
+    return {c.AGS_ENDPOINT: ags, c.NRPS_SERVICE: nrps}
+
+
+@pytest.mark.parametrize(("claim", "member"), SERVICE_URLS)
+@pytest.mark.parametrize(
+    "url",
+    [
+        5,
+        True,
+        ["https://lms.example.edu/x"],
+        {"href": "https://lms.example.edu/x"},
+        "https://[::1",
+        "https://[::1/x",
+        "https://[v1.x]/x",
+        "https://999.1.1.1/x",
+        "https://lms.example.edu:99999/x",
+        "https://lms.example.edu:port/x",
+        "https://lms.example.edu:0/x",
+        "https://lms.example.edu/li/9\x00",
+        "https://lms.example.edu/li/9\x7f",
+        "https://lms.example.edu/li 9",
+        " https://lms.example.edu/li/9",
+        "https://lms.example.edu/li/9\n",
+        "https://lms.example.edu/\u200bli/9",
+        "ftp://lms.example.edu/li/9",
+        "javascript:alert(1)",
+        "https:///li/9",
+        "/api/lti/courses/5/line_items/9",
+        "http://lms.example.edu/li/9",
+        "https://lms.example.edu/li/9#scores",
+    ],
+)
+async def test_service_url_that_cannot_be_used_is_refused_at_launch(
+    tool: ToolClient, claim: str, member: str, url: Any
+) -> None:
+    response = await tool.launch(**_services(claim, member, url))
+
+    detail = assert_refused(response, "claim_invalid")["detail"]
+    assert claim in detail and repr(member) in detail
+    assert "\x00" not in detail
+
+
+@pytest.mark.parametrize(("claim", "member"), SERVICE_URLS)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://lms.example.edu/mod/lti/services.php/5/lineitems/9/lineitem?type_id=1",
+        "http://localhost:8000/api/lti/courses/5/line_items/9",
+        "https://[2001:db8::1]:8443/api/lti/courses/5/line_items/9",
+        "https://lms.example.edu/api/lti/courses/5/line_items/%C3%A9",
+    ],
+)
+async def test_service_urls_platforms_send_are_accepted(
+    claim: str, member: str, url: str
+) -> None:
+    launch = await _launch_of(_services(claim, member, url))
+
+    if claim == c.AGS_ENDPOINT:
+        assert getattr(launch.ags, member) == url
+    else:
+        assert launch.nrps.context_memberships_url == url
+
+
+@pytest.mark.parametrize(("claim", "member"), SERVICE_URLS)
+@pytest.mark.parametrize("url", [None, ""])
+async def test_null_or_empty_service_url_reads_as_absent(
+    claim: str, member: str, url: Any
+) -> None:
+    launch = await _launch_of(_services(claim, member, url))
+
+    if claim == c.AGS_ENDPOINT:
+        assert getattr(launch.ags, member) is None
+    else:
+        assert launch.nrps.available is False
+
+
+async def test_presentation_size_of_true_is_no_size() -> None:
+    presentation = {"width": True, "height": 480, "document_target": "iframe"}
+
+    launch = await _launch_of({c.LAUNCH_PRESENTATION: presentation})
+
+    assert launch.presentation is not None
+    assert (launch.presentation.width, launch.presentation.height) == (None, 480)
+
+
+def test_launch_view_reads_unchecked_claims_of_any_shape() -> None:
+    # The views cope on their own; the launch check is not their only guard.
+    for value in ODD_VALUES:
+        claims = {
+            c.DEPLOYMENT_ID: DEPLOYMENT_ID,
+            c.MESSAGE_TYPE: c.RESOURCE_LINK_REQUEST,
+            c.ROLES: value,
+            c.CUSTOM: value,
+            c.LAUNCH_PRESENTATION: {"width": value, "height": value},
+            c.CONTEXT: {"id": "ctx-5", "label": value, "type": value},
+            c.TOOL_PLATFORM: {"guid": "g", "url": value},
+            "sub": value,
+            "email": value,
+        }
+        launch = LTILaunch(launch_id="l", registration=registration(), claims=claims)
+
+        _read_views(launch)
+
+
+ODD_VALUES: list[Any] = [
+    0,
+    -1,
+    2**70,
+    1.5,
+    True,
+    False,
+    None,
+    [],
+    ["x"],
+    [5, None],
+    [[]],
+    {},
+    {"a": 1},
+    "",
+    " ",
+    "x",
+    "\x00",
+    "\u202e",
+    "https://[::1",
+    "https://lms.example.edu:99999/x",
+    "https://lms.example.edu/x\x00",
+    "http://lms.example.edu/x",
+    "javascript:alert(1)",
+]
+
+RESOURCE_LINK_MEMBERS: dict[str, tuple[str, ...]] = {
+    "sub": (),
+    "name": (),
+    "given_name": (),
+    "family_name": (),
+    "email": (),
+    "picture": (),
+    c.ROLES: (),
+    c.ROLE_SCOPE_MENTOR: (),
+    c.FOR_USER: (),
+    c.RESOURCE_LINK: ("id", "title", "description"),
+    c.CONTEXT: ("id", "label", "title", "type"),
+    c.TOOL_PLATFORM: (
+        "guid",
+        "name",
+        "product_family_code",
+        "version",
+        "contact_email",
+        "url",
+    ),
+    c.LAUNCH_PRESENTATION: (
+        "document_target",
+        "return_url",
+        "width",
+        "height",
+        "locale",
+    ),
+    c.CUSTOM: ("color",),
+    c.LIS: ("person_sourcedid", "course_section_sourcedid"),
+    c.AGS_ENDPOINT: ("scope", "lineitem", "lineitems"),
+    c.NRPS_SERVICE: ("context_memberships_url", "service_versions"),
+    c.DEEP_LINKING_SETTINGS: (),
+}
+DEEP_LINKING_MEMBERS: dict[str, tuple[str, ...]] = {
+    c.DEEP_LINKING_SETTINGS: (
+        "deep_link_return_url",
+        "accept_types",
+        "accept_presentation_document_targets",
+        "accept_media_types",
+        "accept_multiple",
+        "accept_lineitem",
+        "auto_create",
+        "title",
+        "text",
+        "data",
+    ),
+}
+
+
+def _targets(
+    message_type: str, members: dict[str, tuple[str, ...]]
+) -> list[tuple[str, str, str | None]]:
+    """(message type, claim, member) for each claim and each of its members."""
+    return [
+        (message_type, claim, member)
+        for claim, names in members.items()
+        for member in (None, *names)
+    ]
+
+
+def _full_claims(message_type: str) -> dict[str, Any]:
+    """Every claim the launch view reads, each with a well-formed value."""
+    claims: dict[str, Any] = {
+        "given_name": "Ada",
+        c.RESOURCE_LINK: {"id": "rl-1", "title": "Quiz 1", "description": "Q"},
+        c.CUSTOM: {"color": "green"},
+        "family_name": "Learner",
+        "picture": "https://lms.example.edu/ada.png",
+        c.ROLE_SCOPE_MENTOR: ["user-2"],
+        c.FOR_USER: {"user_id": "user-2"},
+        c.CONTEXT: {"id": "ctx-5", "label": "BIO101", "title": "Bio", "type": []},
+        c.TOOL_PLATFORM: {
+            "guid": "lms-guid",
+            "name": "Example LMS",
+            "product_family_code": "example",
+            "version": "1",
+            "contact_email": "admin@example.edu",
+            "url": "https://lms.example.edu",
+        },
+        c.LAUNCH_PRESENTATION: {
+            "document_target": "iframe",
+            "return_url": "https://lms.example.edu/return",
+            "width": 640,
+            "height": 480,
+            "locale": "en",
+        },
+        c.LIS: {"person_sourcedid": "p-1", "course_section_sourcedid": "s-1"},
+        **_services(c.AGS_ENDPOINT, "lineitem", LINEITEM),
+    }
+    if message_type == c.DEEP_LINKING_REQUEST:
+        claims[c.RESOURCE_LINK] = DROP
+        claims[c.DEEP_LINKING_SETTINGS] = {
+            "deep_link_return_url": "https://lms.example.edu/deep_linking/return",
+            "accept_types": ["ltiResourceLink"],
+            "accept_presentation_document_targets": ["iframe"],
+            "accept_media_types": "image/*",
+            "accept_multiple": True,
+            "accept_lineitem": True,
+            "auto_create": False,
+            "title": "Pick",
+            "text": "Pick one",
+            "data": "opaque",
+        }
+    return {c.MESSAGE_TYPE: message_type, **claims}
+
+
+class _Capture:
+    """An app that keeps the launch its request carries."""
+
+    def __init__(self) -> None:
+        self.launches: list[LTILaunch] = []
+        self.app = Starlette(routes=[Route("/app", self.page)])
+
+    async def page(self, request: Request) -> JSONResponse:
+        self.launches.append(request.state.lti)
+        return JSONResponse({})
+
+
+async def _launch_of(claims: dict[str, Any]) -> LTILaunch:
+    """The launch view the app gets for ``claims``; the launch must pass."""
+    platform = FakePlatform(Clock())
+    capture = _Capture()
+    tool = make_tool(platform, app=capture.app)
+    try:
+        response = await tool.launch(**claims)
+        assert (await tool.follow(response)).status_code == 200
+    finally:
+        await tool.http.aclose()
+        await tool.middleware.aclose()
+    return capture.launches[-1]
+
+
+def _optional_texts(*values: object) -> bool:
+    return all(value is None or isinstance(value, str) for value in values)
+
+
+def _read_views(launch: LTILaunch) -> None:
+    """Read every property of the launch view, as an app may."""
+    assert repr(launch).startswith("LTILaunch(")
+    assert isinstance(launch.issuer, str) and isinstance(launch.client_id, str)
+    assert isinstance(launch.deployment_id, str)
+    assert isinstance(launch.message_type, str)
+    user = launch.user
+    assert _optional_texts(launch.target_link_uri, user.id, user.name, user.email)
+    assert user.anonymous is (user.id is None)
+
+    roles = launch.roles
+    assert all(isinstance(uri, str) for uri in roles.uris)
+    for check in (
+        roles.is_instructor,
+        roles.is_learner,
+        roles.is_admin,
+        roles.is_content_developer,
+        roles.is_mentor,
+        roles.is_teaching_assistant,
+        roles.has("Instructor"),
+        roles.has(c.MEMBERSHIP_ROLE + "Learner"),
+    ):
+        assert isinstance(check, bool)
+
+    context, link, platform = launch.context, launch.resource_link, launch.platform
+    if context is not None:
+        assert isinstance(context.id, str)
+        assert _optional_texts(context.label, context.title, *context.type)
+    if link is not None:
+        assert isinstance(link.id, str)
+        assert _optional_texts(link.title, link.description)
+    if platform is not None:
+        assert isinstance(platform.guid, str)
+        assert _optional_texts(platform.name, platform.url, platform.contact_email)
+    assert all(isinstance(name, str) for name in dict(launch.custom))
+    presentation = launch.presentation
+    if presentation is not None:
+        assert _optional_texts(presentation.document_target, presentation.return_url)
+        for size in (presentation.width, presentation.height):
+            assert size is None or type(size) is int
+
+
+async def _use_services(launch: LTILaunch) -> None:
+    """Build and call the launch's services; they may fail only as LTIError."""
+    ags, nrps = launch.ags, launch.nrps
+    assert all(isinstance(scope, str) for scope in ags.scopes)
+    assert _optional_texts(ags.lineitem, ags.lineitems, nrps.context_memberships_url)
+    assert isinstance(nrps.available, bool)
+    assert all(isinstance(version, str) for version in nrps.service_versions)
+    for call in (
+        ags.post_score(score_given=1, score_maximum=2),
+        ags.get_lineitems(),
+        nrps.get_members(),
+    ):
+        with contextlib.suppress(LTIError):
+            await call
+
+    deep_linking = launch.deep_linking
+    if deep_linking is not None:
+        page = await deep_linking.respond()
+        assert page.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("message_type", "claim", "member"),
+    _targets(c.RESOURCE_LINK_REQUEST, RESOURCE_LINK_MEMBERS)
+    + _targets(c.DEEP_LINKING_REQUEST, DEEP_LINKING_MEMBERS),
+)
+async def test_claims_of_any_json_type_are_refused_or_read_without_error(
+    message_type: str, claim: str, member: str | None
+) -> None:
+    # Whatever a signed launch carries, the app reading request.state.lti
+    # and calling its services meets claim_invalid at launch or LTIError at
+    # the call: never a TypeError, ValueError or httpx.InvalidURL.
+    platform = FakePlatform(Clock())
+    platform.extra[TOKEN_URL] = httpx.Response(
+        200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 3600}
+    )
+    capture = _Capture()
+    tool = make_tool(platform, app=capture.app)
+
+    for value in ODD_VALUES:
+        claims = _full_claims(message_type)
+        if member is None:
+            claims[claim] = value
+        else:
+            claims[claim] = {**claims.get(claim, {}), member: value}
+
+        response = await tool.launch(**claims)
+
+        if response.status_code != 303:
+            detail = assert_refused(response, "claim_invalid")["detail"]
+            assert claim in detail, (value, detail)
+            assert member is None or member in detail, (value, detail)
+            continue
+        assert (await tool.follow(response)).status_code == 200
+        launch = capture.launches[-1]
+        _read_views(launch)
+        await _use_services(launch)
+
+    await tool.http.aclose()
+    await tool.middleware.aclose()
