@@ -82,7 +82,7 @@ Sample = Callable[[], Coroutine[Any, Any, float]]
 
 
 def launch_claims(now: int) -> dict[str, Any]:
-    """A resource link launch with the claims most launches carry, ~1.5 KB signed."""
+    """A resource link launch with the claims most launches carry, ~2 KB signed."""
     return {
         "iss": ISS,
         "aud": CLIENT_ID,
@@ -99,6 +99,20 @@ def launch_claims(now: int) -> dict[str, Any]:
         c.RESOURCE_LINK: {"id": "f3a9c3f2-5b1e-4c8e", "title": "Week 3 quiz"},
         c.ROLES: [c.MEMBERSHIP_ROLE + "Learner"],
         c.CONTEXT: {"id": "4dde05e8ca1973bc", "label": "BIO101", "title": "Biology"},
+        c.AGS_ENDPOINT: {
+            "scope": [
+                "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
+                "https://purl.imsglobal.org/spec/lti-ags/scope/score",
+            ],
+            "lineitems": "https://lms.example.edu/api/lti/courses/5/line_items",
+            "lineitem": "https://lms.example.edu/api/lti/courses/5/line_items/9",
+        },
+        c.NRPS_SERVICE: {
+            "context_memberships_url": (
+                "https://lms.example.edu/api/lti/courses/5/names_and_roles"
+            ),
+            "service_versions": ["2.0"],
+        },
     }
 
 
