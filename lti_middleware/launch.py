@@ -9,7 +9,6 @@ target_link_uri. No ASGI here: inputs are the posted form and the cookies.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import json
 import logging
@@ -18,15 +17,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
 
 from . import claims as c
 from . import jws
-from .config import Registration, ToolConfig, check_url
-from .deep_linking import DeepLinkingSettings
-from .exceptions import ConfigurationError, LaunchError, PlatformAuthError
+from .claim_shapes import check_claim_shapes, check_deep_linking_settings, shown
+from .config import Registration, ToolConfig
+from .exceptions import LaunchError, PlatformAuthError
 from .login import BINDING_FIELD, LoginRecord, state_cookie_name
 from .platform_keys import PlatformKeySets
 from .stores.base import NonceStore
@@ -35,19 +31,13 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_MESSAGE_TYPES = frozenset({c.RESOURCE_LINK_REQUEST, c.DEEP_LINKING_REQUEST})
 MAX_ID_TOKEN_LENGTH = 64 * 1024
-MAX_SUB_LENGTH = 255
 #: Deepest nesting of arrays and objects accepted in an id_token's claims.
 MAX_CLAIM_DEPTH = 32
 #: Longest kid accepted; longer ones are refused before any lookup.
 MAX_KID_LENGTH = 256
+
+
 #: Claim members that hold a URL the tool sends its access token to.
-SERVICE_URL_MEMBERS = (
-    (c.AGS_ENDPOINT, "lineitem"),
-    (c.AGS_ENDPOINT, "lineitems"),
-    (c.NRPS_SERVICE, "context_memberships_url"),
-)
-
-
 def state_key(state: str) -> str:
     return "state:" + state
 
@@ -203,7 +193,7 @@ class LaunchValidator:
         if alg not in self._config.allowed_algorithms:
             raise LaunchError(
                 "alg_not_allowed",
-                f"header alg {_shown(alg)}; allowed: "
+                f"header alg {shown(alg)}; allowed: "
                 f"{list(self._config.allowed_algorithms)}",
             )
         kid = token.header.get("kid")
@@ -272,12 +262,6 @@ class LaunchValidator:
             f"deployment_id {deployment_id!r} is not registered for issuer "
             f"{registration.issuer!r} client_id {registration.client_id!r}",
         )
-
-
-def _shown(value: object, limit: int = 60) -> str:
-    """``value`` for an error message, cut short: it came from the request."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _no_constant(name: str) -> Any:
@@ -453,14 +437,6 @@ def check_times(claims: Mapping[str, Any], config: ToolConfig, now: float) -> No
         )
 
 
-def _require_object(claims: Mapping[str, Any], name: str, member: str) -> None:
-    value = claims.get(name)
-    if not isinstance(value, dict):
-        raise LaunchError("claim_invalid", f"{name} must be a JSON object")
-    if not isinstance(value.get(member), str) or not value[member]:
-        raise LaunchError("claim_invalid", f"{name} must have a string {member!r}")
-
-
 def check_message(claims: Mapping[str, Any], record: LoginRecord) -> None:
     """Version, message type, required claims and target_link_uri (LTI Core 5)."""
     version = claims.get(c.VERSION)
@@ -497,114 +473,3 @@ def check_message(claims: Mapping[str, Any], record: LoginRecord) -> None:
             f"target_link_uri {target!r} differs from the login's "
             f"{record.target_link_uri!r}",
         )
-
-
-def check_claim_shapes(claims: Mapping[str, Any]) -> None:
-    """Claims that are present must have the shape the spec gives them."""
-    sub = claims.get("sub")
-    if sub is not None and (
-        not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_LENGTH
-    ):
-        raise LaunchError("claim_invalid", "sub must be a string of 1 to 255 chars")
-
-    roles = claims.get(c.ROLES)
-    if roles is not None and (
-        not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
-    ):
-        raise LaunchError("claim_invalid", f"{c.ROLES} must be an array of strings")
-    if c.RESOURCE_LINK in claims:
-        _require_object(claims, c.RESOURCE_LINK, "id")
-    if c.CONTEXT in claims:
-        _require_object(claims, c.CONTEXT, "id")
-    if c.TOOL_PLATFORM in claims:
-        _require_object(claims, c.TOOL_PLATFORM, "guid")
-    for name in (c.CUSTOM, c.LAUNCH_PRESENTATION, c.AGS_ENDPOINT):
-        if name in claims and not isinstance(claims[name], dict):
-            raise LaunchError("claim_invalid", f"{name} must be a JSON object")
-
-    _check_context_type(claims)
-    for name, member in SERVICE_URL_MEMBERS:
-        service = claims.get(name)
-        if isinstance(service, dict):
-            _check_service_url(name, member, service.get(member))
-
-
-def _check_context_type(claims: Mapping[str, Any]) -> None:
-    # LTI Core 5.4.1 gives an array of strings; platforms also send a single
-    # string, which LTILaunch.context reads as an array of one.
-    context = claims.get(c.CONTEXT)
-    kinds = context.get("type") if isinstance(context, dict) else None
-    if kinds is None or isinstance(kinds, str):
-        return
-    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
-        raise LaunchError(
-            "claim_invalid",
-            f"{c.CONTEXT} 'type' must be a string or an array of strings, "
-            f"got {_shown(kinds)}",
-        )
-
-
-def _check_service_url(claim: str, member: str, value: object) -> None:
-    """Refuse a service URL the service clients could not send to.
-
-    Null and "" are read as absent, as the clients read them. A URL that
-    httpx (which sends the calls) or urllib cannot parse would otherwise
-    fail in the app, at launch.ags or at a score post, with a bare
-    ValueError; the rest is the tool's rule for every platform URL.
-    """
-    if value is None or value == "":
-        return
-    where = f"{claim} {member!r}"
-    if not isinstance(value, str):
-        raise LaunchError("claim_invalid", f"{where} must be a URL string")
-
-    problem = _service_url_problem(value)
-    if problem is not None:
-        raise LaunchError("claim_invalid", f"{where} {problem}: {_shown(value)}")
-
-
-# A course's service URLs come back launch after launch, and parsing one
-# costs more than the rest of the claim checks together.
-@functools.lru_cache(maxsize=4096)
-def _service_url_problem(value: str) -> str | None:
-    """What is wrong with service URL ``value``, or None."""
-    if not value.isprintable() or " " in value:
-        return "holds whitespace or control characters"
-
-    try:
-        # .port raises for a port that is not a number up to 65535.
-        if urlsplit(value).port == 0:
-            raise ValueError("port 0 is no port a service listens on")
-        httpx.URL(value)
-    except (ValueError, httpx.InvalidURL) as error:
-        return f"does not parse as a URL ({str(error)[:80]})"
-
-    try:
-        check_url("service URL", value)
-    except ConfigurationError:
-        return (
-            "must be an absolute https URL (http only for localhost) without a fragment"
-        )
-    return None
-
-
-def check_deep_linking_settings(claims: Mapping[str, Any]) -> None:
-    """The deep_linking_settings claim reads; its return URL is http(s)."""
-    settings = claims.get(c.DEEP_LINKING_SETTINGS)
-    url = settings.get("deep_link_return_url") if isinstance(settings, dict) else None
-    try:
-        # urlsplit's own message ("Invalid IPv6 URL") names no member.
-        urlsplit(url if isinstance(url, str) else "")
-    except ValueError as error:
-        raise LaunchError(
-            "claim_invalid",
-            f"{c.DEEP_LINKING_SETTINGS}: deep_link_return_url does not parse as "
-            f"a URL ({error}): {_shown(url)}",
-        ) from error
-
-    try:
-        DeepLinkingSettings.from_claim(settings)
-    except ValueError as error:
-        raise LaunchError(
-            "claim_invalid", f"{c.DEEP_LINKING_SETTINGS}: {error}"
-        ) from error
